@@ -1,0 +1,19 @@
+//! jetsaga: a saga orchestrator for distributed transactions.
+//!
+//! Crate map (see ARCHITECTURE.md for the long form):
+//!
+//! - [`definition`]: `sagas/*.toml` parsed and validated (pure).
+//! - [`saga`]: the pure core: events, the fold, `decide`, effects, invariants.
+//! - [`sim`]: the deterministic simulator behind `jetsaga check` (pure).
+//! - [`store`]: the event store port and its adapters (memory, SQLite).
+//! - [`transport`]: the transport port and the in-process adapter.
+//! - [`runtime`]: the engine loop, durable timers, recovery, shutdown.
+//! - [`loader`]: reads a definitions directory from disk.
+//! - [`cli`]: the `jetsaga` subcommands.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod definition;
+pub mod loader;
+pub mod saga;
+pub mod store;

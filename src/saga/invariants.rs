@@ -1,0 +1,1 @@
+//! SPEC §6 invariants over a saga's log.

@@ -1,0 +1,29 @@
+//! The pure saga core: events, the fold, decisions and their effects.
+//!
+//! No async, no IO, no clock, no randomness: time and jitter arrive in a
+//! [`Context`]. The runtime and the simulator both drive this module, which
+//! is why a simulated run tells the truth about a real one.
+//!
+//! The cycle: [`fold`] a log into a [`SagaState`], [`decide`] what an
+//! [`Input`] means, append the new [`SagaEvent`]s, then carry out the
+//! [`effects`] of what was committed.
+
+mod backoff;
+mod decide;
+mod effect;
+mod event;
+mod ids;
+mod input;
+pub mod invariants;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use backoff::delay_ms;
+pub use decide::{decide, ignored, Context, Rejection};
+pub use effect::{command, effects, outstanding, Command, Effect, Recovery};
+pub use event::{decode, encode, DecodeError, OperatorVerb, Recorded, SagaEvent, SCHEMA_VERSION};
+pub use ids::{idempotency_key, message_id, SagaId, SagaIdError};
+pub use input::{Input, Reply, ReplyStatus};
+pub use state::{begin, evolve, fold, Outcome, Phase, SagaState, StepState, Status, Track};

@@ -1,0 +1,161 @@
+//! The event store port: a narrow trait and its adapters.
+//!
+//! A store keeps each saga's log (events in `seq` order, appended with
+//! optimistic concurrency) and a `sagas` projection for listing, updated in
+//! the same transaction. It never publishes anything: publishing is an
+//! effect the runtime carries out after the commit.
+//!
+//! Adapters: [`MemoryStore`] (tests, simulation of the runtime),
+//! [`SqliteStore`] (the embedded default). All pass one contract suite
+//! (`tests/it/store_contract.rs`).
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use std::future::Future;
+
+use crate::saga::{DecodeError, Recorded, SagaId, Status};
+
+/// Most sagas one `list` call returns.
+pub const PAGE_SIZE_MAX: u32 = 500;
+
+/// One saga's share of a (possibly grouped) append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Append {
+    /// The saga.
+    pub saga_id: SagaId,
+    /// The seq of the last event the writer saw (0 for a new saga). The
+    /// append commits only if it is still the last one.
+    pub expected_seq: u64,
+    /// The new events; their `seq` run on from `expected_seq + 1`.
+    pub events: Vec<Recorded>,
+    /// The projection row as it is after these events.
+    pub summary: SagaSummary,
+}
+
+/// What became of one [`Append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The events are durable.
+    Committed,
+    /// Someone appended first: reload, decide again.
+    Conflict {
+        /// The saga's last seq in the store.
+        actual_seq: u64,
+    },
+}
+
+/// The `sagas` projection: one row per saga, for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaSummary {
+    /// The saga.
+    pub saga_id: SagaId,
+    /// Its type.
+    pub saga_type: String,
+    /// The definition version it runs on.
+    pub version: u32,
+    /// Its status.
+    pub status: Status,
+    /// The step it is at, if any.
+    pub current_step: Option<String>,
+    /// When it started (ms since the epoch).
+    pub started_at_ms: i64,
+    /// When its last event was decided.
+    pub updated_at_ms: i64,
+    /// Its last seq.
+    pub last_seq: u64,
+}
+
+/// Which sagas `list` returns. Every field narrows; the default is all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Any of these statuses (empty: any status).
+    pub statuses: Vec<Status>,
+    /// Only this type.
+    pub saga_type: Option<String>,
+    /// Last event decided at or before this instant (`stuck_for`).
+    pub updated_before_ms: Option<i64>,
+    /// Started at or after.
+    pub started_from_ms: Option<i64>,
+    /// Started before.
+    pub started_until_ms: Option<i64>,
+}
+
+/// One page of `list`, ordered by saga id (ids are UUIDv7: start order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The sagas.
+    pub sagas: Vec<SagaSummary>,
+    /// Pass it back to get the next page; `None` on the last page.
+    pub next_cursor: Option<SagaId>,
+}
+
+/// A definition version as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionRecord {
+    /// The saga type.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// Hex SHA-256 of the file.
+    pub content_hash: String,
+    /// The file's text, so sagas on an old version can still run.
+    pub source: String,
+}
+
+/// A store failure: IO, not a domain refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or is unreachable.
+    #[error("event store: {0}")]
+    Database(String),
+    /// A stored event could not be read back.
+    #[error("event store: saga {saga_id} seq {seq}: {source}")]
+    Decode {
+        /// The saga.
+        saga_id: SagaId,
+        /// The event.
+        seq: u64,
+        /// Why.
+        source: DecodeError,
+    },
+    /// A (name, version) is recorded with other content.
+    #[error("definition {name} version {version} is already recorded with different content (hash {recorded}); changing behaviour needs a new version")]
+    DefinitionChanged {
+        /// The saga type.
+        name: String,
+        /// The version.
+        version: u32,
+        /// The hash on record.
+        recorded: String,
+    },
+}
+
+/// The event store port. Implementations are cheap to clone handles.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends every saga's events in one transaction (group commit). Each
+    /// [`Append`] commits unless its `expected_seq` is stale, which gives
+    /// [`AppendOutcome::Conflict`] for it alone; an `Err` means nothing committed.
+    fn append(&self, batch: &[Append]) -> impl Future<Output = Result<Vec<AppendOutcome>, StoreError>> + Send;
+
+    /// The saga's events in seq order, up to and including `up_to_seq`
+    /// (all when `None`). Empty for an unknown saga.
+    fn load(&self, saga_id: SagaId, up_to_seq: Option<u64>) -> impl Future<Output = Result<Vec<Recorded>, StoreError>> + Send;
+
+    /// The projection row of one saga.
+    fn summary(&self, saga_id: SagaId) -> impl Future<Output = Result<Option<SagaSummary>, StoreError>> + Send;
+
+    /// Sagas matching `filter` with an id after `cursor`, at most
+    /// `limit` (capped at [`PAGE_SIZE_MAX`]).
+    fn list(&self, filter: &ListFilter, cursor: Option<SagaId>, limit: u32) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Records a definition version; the same content again is a no-op,
+    /// other content is [`StoreError::DefinitionChanged`].
+    fn record_definition(&self, record: &DefinitionRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A recorded definition version.
+    fn load_definition(&self, name: &str, version: u32) -> impl Future<Output = Result<Option<DefinitionRecord>, StoreError>> + Send;
+}

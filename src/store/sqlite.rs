@@ -1,0 +1,4 @@
+//! PLACEHOLDER: replaced by the store work.
+/// SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore;
