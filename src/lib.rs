@@ -16,4 +16,5 @@
 pub mod definition;
 pub mod loader;
 pub mod saga;
+pub mod sim;
 pub mod store;

@@ -56,7 +56,7 @@ pub struct Reply {
 }
 
 /// The `status` of a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplyStatus {
     /// The command took effect.
