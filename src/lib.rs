@@ -15,6 +15,8 @@
 
 pub mod definition;
 pub mod loader;
+pub mod runtime;
 pub mod saga;
 pub mod sim;
 pub mod store;
+pub mod transport;

@@ -1,0 +1,301 @@
+//! One round of the engine: decide every work item, append every touched
+//! saga's events in one call (group commit), then carry out effects and
+//! answer callers, in that order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Engine, EngineError, Request, Started, CONFLICT_RETRIES_MAX, STORE_RETRY_MS};
+use crate::definition::SagaDefinition;
+use crate::saga::{self, Command, Context, Effect, Input, Recorded, Rejection, SagaId, SagaState, Status};
+use crate::store::{Append, AppendOutcome, EventStore, SagaSummary};
+use crate::transport::{Delivery, Inbound, Transport};
+
+/// Something for the engine to do.
+#[derive(Debug)]
+pub(super) enum Work {
+    /// A message from the transport.
+    Delivery(Delivery),
+    /// A request from the API.
+    Request(Request),
+    /// A saga's deadline is due.
+    Timer(SagaId),
+}
+
+/// What a work item's caller is told once its events are committed.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// Acknowledge the message / report the saga's status.
+    Done,
+    /// A start: created, or it already existed.
+    Started { created: bool },
+}
+
+/// A saga touched in this round: its events so far, and who waits.
+struct Touched {
+    def: Arc<SagaDefinition>,
+    base_seq: u64,
+    state: SagaState,
+    events: Vec<Recorded>,
+    sends: Vec<Command>,
+    items: Vec<(Work, Answer)>,
+}
+
+impl<S: EventStore, T: Transport> Engine<S, T> {
+    /// Processes `work`, deciding again what conflicted, a bounded number of times.
+    pub(super) async fn process(&mut self, mut work: Vec<Work>) {
+        for _ in 0..CONFLICT_RETRIES_MAX {
+            work = self.round(work).await;
+            if work.is_empty() {
+                return;
+            }
+        }
+        for item in work {
+            let id = saga_of(&item);
+            self.fail(item, EngineError::Contended(id));
+        }
+    }
+
+    /// One decide → append → effects round; returns the items to decide again.
+    async fn round(&mut self, work: Vec<Work>) -> Vec<Work> {
+        let now_ms = self.clock.now_ms();
+        let mut touched: HashMap<SagaId, Touched> = HashMap::new();
+        let mut order: Vec<SagaId> = Vec::new();
+        for item in work {
+            self.decide_item(with_id(item), now_ms, &mut touched, &mut order).await;
+        }
+        let appends: Vec<Append> = order
+            .iter()
+            .filter_map(|id| touched.get(id))
+            .map(|t| Append { saga_id: t.state.id, expected_seq: t.base_seq, events: t.events.clone(), summary: summary(&t.def, &t.state) })
+            .collect();
+        let mut retry = Vec::new();
+        match self.store.append(&appends).await {
+            Ok(outcomes) => {
+                for (append, outcome) in appends.iter().zip(outcomes) {
+                    let Some(t) = touched.remove(&append.saga_id) else { continue };
+                    match outcome {
+                        AppendOutcome::Committed => self.committed(t).await,
+                        AppendOutcome::Conflict { actual_seq } => {
+                            tracing::debug!(saga_id = %append.saga_id, expected = append.expected_seq, actual_seq, "append conflict; deciding again");
+                            self.cache.remove(&append.saga_id);
+                            retry.extend(t.items.into_iter().map(|(item, _)| item));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, sagas = appends.len(), "append failed; nothing of this batch committed");
+                for (id, t) in touched {
+                    self.cache.remove(&id);
+                    for (item, _) in t.items {
+                        self.fail(item, EngineError::Store(crate::store::StoreError::Database(error.to_string())));
+                    }
+                }
+            }
+        }
+        retry
+    }
+
+    async fn decide_item(&mut self, item: Work, now_ms: i64, touched: &mut HashMap<SagaId, Touched>, order: &mut Vec<SagaId>) {
+        let (saga_id, input, saga_type) = input_of(&item);
+        let current = match touched.get(&saga_id) {
+            Some(t) => Some((t.def.clone(), t.state.clone())),
+            None => match self.load(saga_id).await {
+                Ok(found) => found,
+                Err(error) => return self.fail(item, error),
+            },
+        };
+        let (def, state) = match (current, saga_type) {
+            (Some((def, state)), _) => (def, Some(state)),
+            (None, Some(saga_type)) => match self.definitions.current(&saga_type) {
+                Some(def) => (def, None),
+                None => return self.fail(item, EngineError::UnknownSagaType(saga_type)),
+            },
+            (None, None) => return self.unknown_saga(item, saga_id),
+        };
+        let ctx = Context { now_ms, jitter: self.rng.unit() };
+        let (events, answer) = match saga::decide(&def, saga_id, state.as_ref(), &input, &ctx) {
+            Ok(events) => (events, Answer::Started { created: true }),
+            Err(Rejection::AlreadyStarted) => (Vec::new(), Answer::Started { created: false }),
+            Err(rejection) => match (saga::ignored(&input, &rejection), state.is_some()) {
+                (Some(event), true) => {
+                    tracing::info!(%saga_id, input = %input, reason = %rejection, "input ignored");
+                    (vec![event], Answer::Done)
+                }
+                _ => return self.refuse(item, saga_id, rejection),
+            },
+        };
+        let answer = if matches!(input, Input::Start { .. }) { answer } else { Answer::Done };
+        if let (true, false, Some(state)) = (events.is_empty(), touched.contains_key(&saga_id), &state) {
+            return answer_item(item, answer, saga_id, state.status);
+        }
+        let Some(state) = state.or_else(|| first_state(&def, saga_id, &events, now_ms)) else { return };
+        let entry = touched.entry(saga_id).or_insert_with(|| {
+            order.push(saga_id);
+            Touched { def: def.clone(), base_seq: state.seq.min(base_of(&events, &state)), state: state.clone(), events: Vec::new(), sends: Vec::new(), items: Vec::new() }
+        });
+        let skip = usize::from(entry.events.is_empty() && entry.base_seq == 0 && !events.is_empty());
+        entry.apply(&events, skip, now_ms);
+        entry.items.push((item, answer));
+    }
+
+    /// After the commit: cache, publish, arm, answer, in that order.
+    async fn committed(&mut self, t: Touched) {
+        let id = t.state.id;
+        let status = t.state.status;
+        if status.is_terminal() {
+            self.cache.remove(&id);
+        } else {
+            self.cache.insert(id, (t.def.clone(), t.state.clone()));
+        }
+        let mut effects: Vec<Effect> = t.sends.into_iter().map(Effect::Send).collect();
+        effects.push(match t.state.phase.deadline_ms() {
+            Some(at_ms) => Effect::ArmTimer { at_ms },
+            None => Effect::DisarmTimer,
+        });
+        self.carry_out(id, effects).await;
+        for (item, answer) in t.items {
+            answer_item(item, answer, id, status);
+        }
+    }
+
+    /// A request or message that changes nothing and records nothing.
+    fn refuse(&mut self, item: Work, saga_id: SagaId, rejection: Rejection) {
+        match item {
+            Work::Request(_) => self.fail(item, EngineError::Rejected(rejection)),
+            Work::Delivery(d) => {
+                tracing::info!(%saga_id, reason = %rejection, "inbound message ignored");
+                d.ack.ack();
+            }
+            Work::Timer(_) => {}
+        }
+    }
+
+    /// A reply or operator request for a saga that has no log.
+    fn unknown_saga(&mut self, item: Work, saga_id: SagaId) {
+        match item {
+            Work::Delivery(d) => {
+                tracing::warn!(%saga_id, message = ?d.message, "message for an unknown saga ignored");
+                d.ack.ack();
+            }
+            other => self.fail(other, EngineError::UnknownSaga(saga_id)),
+        }
+    }
+
+    /// Tells the item's caller it failed. A message stays unacknowledged
+    /// (its source redelivers it); a deadline is tried again later.
+    fn fail(&mut self, item: Work, error: EngineError) {
+        match item {
+            Work::Request(Request::Start { respond, .. }) => {
+                let _ = respond.send(Err(error));
+            }
+            Work::Request(Request::Operate { respond, .. }) => {
+                let _ = respond.send(Err(error));
+            }
+            Work::Delivery(d) => tracing::warn!(%error, message = ?d.message, "inbound message not processed"),
+            Work::Timer(id) => {
+                tracing::warn!(%error, saga_id = %id, "deadline not processed; trying again");
+                self.timers.arm(id, self.clock.now_ms() + STORE_RETRY_MS);
+            }
+        }
+    }
+}
+
+impl Touched {
+    /// Folds `events` (decided at `now_ms`) into the state, keeping the commands to send.
+    fn apply(&mut self, events: &[saga::SagaEvent], skip: usize, now_ms: i64) {
+        let mut seq = self.base_seq + self.events.len() as u64;
+        for (i, event) in events.iter().enumerate() {
+            seq += 1;
+            let recorded = Recorded { seq, at_ms: now_ms, event: event.clone() };
+            if i >= skip {
+                saga::evolve(&mut self.state, &self.def, &recorded);
+            }
+            self.events.push(recorded);
+        }
+        for effect in saga::effects(&self.def, &self.state, events) {
+            if let Effect::Send(command) = effect {
+                self.sends.push(command);
+            }
+        }
+    }
+}
+
+/// The state right after a new saga's first event (`saga_started`).
+fn first_state(def: &SagaDefinition, saga_id: SagaId, events: &[saga::SagaEvent], now_ms: i64) -> Option<SagaState> {
+    let first = Recorded { seq: 1, at_ms: now_ms, event: events.first()?.clone() };
+    saga::begin(def, saga_id, &first)
+}
+
+/// The seq the store must still have: 0 for a saga these events start.
+fn base_of(events: &[saga::SagaEvent], state: &SagaState) -> u64 {
+    match events.first() {
+        Some(saga::SagaEvent::SagaStarted { .. }) => 0,
+        _ => state.seq,
+    }
+}
+
+/// Gives a start without an id its id once, so a retry keeps it.
+fn with_id(item: Work) -> Work {
+    match item {
+        Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id: None, input }, ack }) => {
+            Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id: Some(new_id()), input }, ack })
+        }
+        Work::Request(Request::Start { saga_type, saga_id: None, input, respond }) => {
+            Work::Request(Request::Start { saga_type, saga_id: Some(new_id()), input, respond })
+        }
+        other => other,
+    }
+}
+
+fn new_id() -> SagaId {
+    SagaId::from_uuid(uuid::Uuid::now_v7())
+}
+
+/// The saga, the input, and for a start the saga type.
+fn input_of(item: &Work) -> (SagaId, Input, Option<String>) {
+    match item {
+        Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id, input }, .. })
+        | Work::Request(Request::Start { saga_type, saga_id, input, .. }) => {
+            (saga_id.unwrap_or_else(new_id), Input::Start { input: input.clone() }, Some(saga_type.clone()))
+        }
+        Work::Delivery(Delivery { message: Inbound::Reply { saga_id, reply }, .. }) => (*saga_id, Input::Reply(reply.clone()), None),
+        Work::Request(Request::Operate { saga_id, input, .. }) => (*saga_id, input.clone(), None),
+        Work::Timer(id) => (*id, Input::DeadlinePassed, None),
+    }
+}
+
+fn saga_of(item: &Work) -> SagaId {
+    input_of(item).0
+}
+
+fn answer_item(item: Work, answer: Answer, saga_id: SagaId, status: Status) {
+    match (item, answer) {
+        (Work::Delivery(d), _) => d.ack.ack(),
+        (Work::Request(Request::Start { respond, .. }), Answer::Started { created }) => {
+            let _ = respond.send(Ok(Started { saga_id, status, created }));
+        }
+        (Work::Request(Request::Start { respond, .. }), Answer::Done) => {
+            let _ = respond.send(Ok(Started { saga_id, status, created: false }));
+        }
+        (Work::Request(Request::Operate { respond, .. }), _) => {
+            let _ = respond.send(Ok(status));
+        }
+        (Work::Timer(_), _) => {}
+    }
+}
+
+/// The projection row for the saga as it is now.
+fn summary(def: &SagaDefinition, state: &SagaState) -> SagaSummary {
+    SagaSummary {
+        saga_id: state.id,
+        saga_type: state.saga_type.clone(),
+        version: state.version,
+        status: state.status,
+        current_step: state.current_step(def).map(str::to_owned),
+        started_at_ms: state.started_at_ms,
+        updated_at_ms: state.updated_at_ms,
+        last_seq: state.seq,
+    }
+}

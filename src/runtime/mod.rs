@@ -1,0 +1,296 @@
+//! The engine: the loop that turns inbound messages, operator requests and
+//! due deadlines into committed events and their effects.
+//!
+//! The order, for every batch (group commit):
+//! 1. take up to [`EngineConfig::batch_max`] work items (replies and starts
+//!    from the transport, requests from the API, due deadlines);
+//! 2. for each, load the saga (cache, else fold its log) and `decide`;
+//! 3. append every saga's new events in one store call;
+//! 4. only after the commit: publish commands, arm timers, acknowledge the
+//!    inbound messages and answer the requests. A conflict reloads the
+//!    saga and decides again.
+//!
+//! On start, [`Engine::run`] first recovers: every unfinished saga is
+//! folded from its log, its in-flight command re-sent with the same
+//! idempotency key, and its deadline re-armed.
+
+mod batch;
+mod clock;
+mod definitions;
+mod timers;
+
+pub use clock::Clock;
+pub use definitions::Definitions;
+pub use timers::Timers;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::definition::{Catalog, SagaDefinition};
+use crate::saga::{self, Input, Recovery, Rejection, SagaId, SagaState, Status};
+use crate::sim::Rng;
+use crate::store::{EventStore, ListFilter, StoreError, PAGE_SIZE_MAX};
+use crate::transport::{Delivery, Transport};
+
+/// Most inbound messages waiting for the engine.
+pub const INBOUND_QUEUE_MAX: usize = 4_096;
+/// Most API requests waiting for the engine.
+pub const REQUEST_QUEUE_MAX: usize = 1_024;
+/// Most work items decided and committed together.
+pub const BATCH_MAX: usize = 256;
+/// How often a conflicting append is decided again before giving up.
+pub const CONFLICT_RETRIES_MAX: u32 = 8;
+/// Delay before a deadline whose commit failed is tried again.
+pub const STORE_RETRY_MS: i64 = 1_000;
+
+/// Tunables of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Most work items per group commit.
+    pub batch_max: usize,
+    /// The reply consumer's ack wait: how long a reply held by a crashed
+    /// process may take to come back (recovery waits for it).
+    pub ack_wait_ms: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { batch_max: BATCH_MAX, ack_wait_ms: 30_000 }
+    }
+}
+
+/// Why the engine refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No definition has this name.
+    #[error("unknown saga type {0:?}")]
+    UnknownSagaType(String),
+    /// No saga has this id.
+    #[error("no saga {0}")]
+    UnknownSaga(SagaId),
+    /// The saga's status does not allow it.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A definition the saga needs is missing or broken.
+    #[error("{0}")]
+    Definition(String),
+    /// Others kept appending to this saga first.
+    #[error("saga {0} kept changing under us; try again")]
+    Contended(SagaId),
+    /// The engine has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// The answer to a start request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// The saga's id (given, or made).
+    pub saga_id: SagaId,
+    /// Its status after the request.
+    pub status: Status,
+    /// False when the id already existed (idempotent start).
+    pub created: bool,
+}
+
+/// A request from the API to the engine.
+#[derive(Debug)]
+pub enum Request {
+    /// Start a saga.
+    Start {
+        /// The definition's name.
+        saga_type: String,
+        /// The caller's id, if any.
+        saga_id: Option<SagaId>,
+        /// The input.
+        input: Value,
+        /// Where the answer goes.
+        respond: oneshot::Sender<Result<Started, EngineError>>,
+    },
+    /// An operator verb (`Input::OperatorRetry` and friends).
+    Operate {
+        /// The saga.
+        saga_id: SagaId,
+        /// The verb and its reason.
+        input: Input,
+        /// Where the answer goes: the status once the verb is committed.
+        respond: oneshot::Sender<Result<Status, EngineError>>,
+    },
+}
+
+/// A cheap handle for starting sagas and operating on them.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    requests: mpsc::Sender<Request>,
+}
+
+impl EngineHandle {
+    /// Starts a saga, or returns the existing one with that id.
+    pub async fn start(&self, saga_type: &str, saga_id: Option<SagaId>, input: Value) -> Result<Started, EngineError> {
+        let (respond, answer) = oneshot::channel();
+        let request = Request::Start { saga_type: saga_type.to_owned(), saga_id, input, respond };
+        self.requests.send(request).await.map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Applies an operator verb; answers once its event is committed.
+    pub async fn operate(&self, saga_id: SagaId, input: Input) -> Result<Status, EngineError> {
+        let (respond, answer) = oneshot::channel();
+        self.requests.send(Request::Operate { saga_id, input, respond }).await.map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+}
+
+/// The orchestrator engine over a store and a transport.
+pub struct Engine<S, T> {
+    store: S,
+    transport: T,
+    definitions: Definitions,
+    config: EngineConfig,
+    clock: Clock,
+    rng: Rng,
+    cache: HashMap<SagaId, (Arc<SagaDefinition>, SagaState)>,
+    timers: Timers,
+    requests: mpsc::Receiver<Request>,
+    handle: EngineHandle,
+}
+
+impl<S: EventStore, T: Transport> Engine<S, T> {
+    /// An engine serving `catalog`; records its definitions in `store`
+    /// (refusing changed content under a recorded version).
+    pub async fn new(store: S, transport: T, catalog: &Catalog, config: EngineConfig) -> Result<Self, EngineError> {
+        let definitions = Definitions::record(catalog, &store).await?;
+        let (tx, requests) = mpsc::channel(REQUEST_QUEUE_MAX);
+        let clock = Clock::system();
+        let seed = u64::try_from(clock.now_ms()).unwrap_or(0) ^ u64::from(std::process::id()).rotate_left(32);
+        Ok(Self {
+            store,
+            transport,
+            definitions,
+            config,
+            clock,
+            rng: Rng::new(seed),
+            cache: HashMap::new(),
+            timers: Timers::default(),
+            requests,
+            handle: EngineHandle { requests: tx },
+        })
+    }
+
+    /// A handle for starting sagas and operator verbs.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Recovers, then runs until `shutdown` resolves or `inbound` closes.
+    /// The batch in progress is finished before returning.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<Delivery>, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
+        self.recover().await?;
+        tokio::pin!(shutdown);
+        loop {
+            let wake = self.timers.next_ms().map(|at| self.clock.instant_at(at));
+            let first = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                delivery = inbound.recv() => match delivery {
+                    Some(d) => Some(batch::Work::Delivery(d)),
+                    None => break,
+                },
+                Some(request) = self.requests.recv() => Some(batch::Work::Request(request)),
+                () = sleep_until(wake) => None,
+            };
+            let work = self.gather(first, &mut inbound);
+            if !work.is_empty() {
+                self.process(work).await;
+            }
+        }
+        tracing::info!("engine stopped");
+        Ok(())
+    }
+
+    /// The first item plus whatever else is ready, up to `batch_max`.
+    fn gather(&mut self, first: Option<batch::Work>, inbound: &mut mpsc::Receiver<Delivery>) -> Vec<batch::Work> {
+        let max = self.config.batch_max.max(1);
+        let mut work: Vec<batch::Work> = first.into_iter().collect();
+        let due = self.timers.pop_due(self.clock.now_ms(), max.saturating_sub(work.len()));
+        work.extend(due.into_iter().map(batch::Work::Timer));
+        while work.len() < max {
+            match inbound.try_recv() {
+                Ok(d) => work.push(batch::Work::Delivery(d)),
+                Err(_) => break,
+            }
+        }
+        while work.len() < max {
+            match self.requests.try_recv() {
+                Ok(r) => work.push(batch::Work::Request(r)),
+                Err(_) => break,
+            }
+        }
+        work
+    }
+
+    /// Folds every unfinished saga and carries out what is outstanding.
+    async fn recover(&mut self) -> Result<(), EngineError> {
+        let filter = ListFilter { statuses: vec![Status::Running, Status::Compensating], ..ListFilter::default() };
+        let recovery = Recovery { now_ms: self.clock.now_ms(), ack_wait_ms: self.config.ack_wait_ms };
+        let (mut cursor, mut recovered) = (None, 0usize);
+        loop {
+            let page = self.store.list(&filter, cursor, PAGE_SIZE_MAX).await?;
+            for summary in &page.sagas {
+                let Some((def, state)) = self.load(summary.saga_id).await? else { continue };
+                let effects = saga::outstanding(&def, &state, recovery);
+                self.cache.insert(state.id, (def, state.clone()));
+                self.carry_out(state.id, effects).await;
+                recovered += 1;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        tracing::info!(recovered, "recovery done");
+        Ok(())
+    }
+
+    /// The saga's definition and state: from the cache, else folded from its log.
+    async fn load(&mut self, saga_id: SagaId) -> Result<Option<(Arc<SagaDefinition>, SagaState)>, EngineError> {
+        if let Some(entry) = self.cache.get(&saga_id) {
+            return Ok(Some(entry.clone()));
+        }
+        let events = self.store.load(saga_id, None).await?;
+        let Some(saga::SagaEvent::SagaStarted { saga_type, version, .. }) = events.first().map(|r| &r.event) else {
+            return Ok(None);
+        };
+        let def = self.definitions.version(&self.store, saga_type, *version).await?;
+        Ok(saga::fold(&def, saga_id, &events).map(|state| (def, state)))
+    }
+
+    async fn carry_out(&mut self, saga_id: SagaId, effects: Vec<saga::Effect>) {
+        for effect in effects {
+            match effect {
+                saga::Effect::Send(command) => {
+                    if let Err(error) = self.transport.send(&command).await {
+                        // The deadline is armed: the timeout turns this into a retry.
+                        tracing::warn!(%saga_id, step = %command.step, kind = %command.kind, attempt = command.attempt, %error, "command not published");
+                    }
+                }
+                saga::Effect::ArmTimer { at_ms } => self.timers.arm(saga_id, at_ms),
+                saga::Effect::DisarmTimer => self.timers.disarm(saga_id),
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,64 @@
+//! The in-process transport: commands go to participant tasks over
+//! channels, replies come back on the engine's inbound channel.
+//!
+//! Used by `jetsaga demo` and by tests of the runtime. Like a broker with
+//! no subscriber, a command for a participant nobody registered is dropped
+//! (and logged); the step's timeout turns that into a retry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+use super::{Ack, Delivery, Inbound, Transport, TransportError};
+use crate::saga::{Command, Reply};
+
+/// Most commands waiting for one participant task.
+pub const PARTICIPANT_QUEUE_MAX: usize = 1_024;
+
+/// The in-process transport. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MemoryTransport {
+    routes: Arc<RwLock<HashMap<String, mpsc::Sender<Command>>>>,
+    inbound: mpsc::Sender<Delivery>,
+}
+
+impl MemoryTransport {
+    /// A transport whose inbound messages go to `inbound`.
+    pub fn new(inbound: mpsc::Sender<Delivery>) -> Self {
+        Self { routes: Arc::default(), inbound }
+    }
+
+    /// Registers a participant; its commands arrive on the returned channel.
+    pub fn register(&self, participant: &str) -> mpsc::Receiver<Command> {
+        let (tx, rx) = mpsc::channel(PARTICIPANT_QUEUE_MAX);
+        if let Ok(mut routes) = self.routes.write() {
+            routes.insert(participant.to_owned(), tx);
+        }
+        rx
+    }
+
+    /// Sends a participant's reply to the orchestrator.
+    pub async fn reply(&self, command: &Command, reply: Reply) -> Result<(), TransportError> {
+        self.deliver(Inbound::Reply { saga_id: command.saga_id, reply }).await
+    }
+
+    /// Delivers any inbound message (a start, a reply) to the orchestrator.
+    pub async fn deliver(&self, message: Inbound) -> Result<(), TransportError> {
+        let delivery = Delivery { message, ack: Ack::none() };
+        self.inbound.send(delivery).await.map_err(|_| TransportError::Publish("the orchestrator has stopped".into()))
+    }
+}
+
+impl Transport for MemoryTransport {
+    async fn send(&self, command: &Command) -> Result<(), TransportError> {
+        let route = self.routes.read().ok().and_then(|routes| routes.get(command.participant.as_str()).cloned());
+        match route {
+            Some(tx) => tx.send(command.clone()).await.map_err(|_| TransportError::Publish(format!("participant {} has stopped", command.participant))),
+            None => {
+                tracing::warn!(participant = %command.participant, "no participant registered; the command is lost and will time out");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The transport port: how commands leave and replies and starts arrive.
+//!
+//! Outbound, a [`Transport`] publishes a [`Command`]. Inbound, every
+//! adapter feeds one bounded channel of [`Delivery`]s that the engine
+//! drains; each carries an [`Ack`] the engine fires only after the events
+//! the message caused are committed, so a crash before the commit means a
+//! redelivery, never a loss.
+
+pub mod memory;
+
+pub use memory::MemoryTransport;
+
+use std::fmt;
+use std::future::Future;
+
+use serde_json::Value;
+
+use crate::saga::{Command, Reply, SagaId};
+
+/// A message for the orchestrator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A client asks to start a saga (`saga.start.<saga_type>`).
+    Start {
+        /// The saga type from the subject.
+        saga_type: String,
+        /// The client's id for the saga (idempotent start), if any.
+        saga_id: Option<SagaId>,
+        /// The input passed to every command.
+        input: Value,
+    },
+    /// A participant's reply (`saga.reply.<participant>`).
+    Reply {
+        /// The saga it is for.
+        saga_id: SagaId,
+        /// The reply.
+        reply: Reply,
+    },
+}
+
+/// Acknowledges an inbound message to its source. Dropping it without
+/// [`Ack::ack`] leaves the message to be redelivered.
+pub struct Ack(Option<Box<dyn FnOnce() + Send>>);
+
+impl Ack {
+    /// An ack that does something when fired.
+    pub fn new(ack: impl FnOnce() + Send + 'static) -> Self {
+        Self(Some(Box::new(ack)))
+    }
+
+    /// An ack for a source that needs none.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Tells the source the message is done with.
+    pub fn ack(mut self) {
+        if let Some(ack) = self.0.take() {
+            ack();
+        }
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Ack(pending)" } else { "Ack(none)" })
+    }
+}
+
+/// An inbound message and its acknowledgement.
+#[derive(Debug)]
+pub struct Delivery {
+    /// What arrived.
+    pub message: Inbound,
+    /// Fired once the message's events are committed.
+    pub ack: Ack,
+}
+
+/// A transport failure. The engine logs it and relies on the step's
+/// timeout: a command that did not go out becomes a retry.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The message could not be published.
+    #[error("transport: publish failed: {0}")]
+    Publish(String),
+}
+
+/// Publishes commands to participants.
+pub trait Transport: Send + Sync + 'static {
+    /// Publishes `command` on `saga.cmd.<participant>.<action>`.
+    fn send(&self, command: &Command) -> impl Future<Output = Result<(), TransportError>> + Send;
+}
