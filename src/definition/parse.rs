@@ -61,7 +61,7 @@ fn toml_error(file: &str, text: &str, error: &toml::de::Error) -> DefinitionErro
     };
     let line = error.span().map_or(1, |span| line_of(text, span.start));
     let message = match rule {
-        Rule::Syntax => format!("not a valid definition: {message}"),
+        Rule::Syntax if !message.starts_with("invalid type") => format!("invalid TOML: {message}"),
         _ => message,
     };
     DefinitionError { file: file.to_owned(), line, rule, message }
@@ -135,7 +135,7 @@ fn check_step(c: &mut Checker<'_>, step: &Spanned<RawStep>, timeout_ms: u64, ret
         None => timeout_ms,
     };
     let retry = match &raw.retry {
-        Some(table) => c.retry(table, retry, "retry"),
+        Some(table) => c.retry(table, retry, &format!("retry of step {}", step_label(step))),
         None => retry,
     };
     Some(StepDefinition { name: name?, participant: participant?, action: action?, compensation, timeout_ms, retry })

@@ -105,10 +105,23 @@ fn definition_defaults_as_a_table_header() {
 
 #[test]
 fn definition_messages_say_what_was_found_and_what_is_expected() {
-    let text = format!("{HEAD}[defaults]\ntimeout = \"ten seconds\"\n{STEP_A}");
-    let errors = parse("sagas/t.toml", &text).err().unwrap_or_default();
-    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert_eq!(shown, ["sagas/t.toml:4: bad-duration: timeout \"ten seconds\" is not a duration; use e.g. \"250ms\", \"5s\", \"2m\""]);
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{HEAD}[defaults]\ntimeout = \"ten seconds\"\n{STEP_A}"),
+            "t.toml:4: bad-duration: timeout \"ten seconds\" is not a duration; use e.g. \"250ms\", \"5s\", \"2m\"",
+        ),
+        (format!("{HEAD}{STEP_B}compensation = \"UNDO\"\n"), "t.toml:7: bad-name: compensation \"UNDO\" must match [a-z0-9_-]+"),
+        (
+            format!("{HEAD}{STEP_A}retry = {{ backoff = \"1m\" }}\n"),
+            "t.toml:8: bad-backoff: retry of step \"a\": max_backoff 5s (inherited) is shorter than backoff 1m; max_backoff must be at least backoff",
+        ),
+        (format!("name = \"t\"\nversion = \"1\"\n{STEP_A}"), "t.toml:2: bad-version: version \"1\" must be an integer >= 1, without quotes, e.g. version = 1"),
+        (format!("{HEAD}description = 5\n{STEP_A}"), "t.toml:3: syntax: invalid type: integer `5`, expected a string"),
+    ];
+    for (text, expected) in cases {
+        let shown: Vec<String> = parse("t.toml", text).err().unwrap_or_default().iter().map(ToString::to_string).collect();
+        assert_eq!(shown, [*expected], "\n{text}");
+    }
 }
 
 #[test]

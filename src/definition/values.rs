@@ -56,12 +56,12 @@ impl<'a> Checker<'a> {
         };
         match parse(text) {
             Ok(name) => Some(name),
-            Err(e) if text.len() > NAME_LEN_MAX => {
-                self.fail(line, Rule::BadName, format!("{e} and be at most {NAME_LEN_MAX} characters long (it has {})", text.len()));
-                None
-            }
             Err(e) => {
-                self.fail(line, Rule::BadName, e.to_string());
+                let mut message = format!("{what} {text:?} must match {}", e.pattern);
+                if text.len() > NAME_LEN_MAX {
+                    message.push_str(&format!(" and be at most {NAME_LEN_MAX} characters long (it has {})", text.len()));
+                }
+                self.fail(line, Rule::BadName, message);
                 None
             }
         }
@@ -73,7 +73,8 @@ impl<'a> Checker<'a> {
         let found = describe(leaf.get_ref());
         let version = positive_u32(leaf.get_ref());
         if version.is_none() {
-            self.fail(line, Rule::BadVersion, format!("version {found} must be an integer >= 1 (no quotes), e.g. version = 1"));
+            let hint = if leaf.get_ref().is_str() { ", without quotes" } else { "" };
+            self.fail(line, Rule::BadVersion, format!("version {found} must be an integer >= 1{hint}, e.g. version = 1"));
         }
         version
     }
@@ -109,10 +110,13 @@ impl<'a> Checker<'a> {
         // inherits both was already checked where they were set.
         let sets_delay = backoff_ms.is_some() || backoff_max_ms.is_some();
         if sets_delay && policy.backoff_max_ms < policy.backoff_ms {
+            let inherited = |set: Option<u64>| if set.is_some() { "" } else { " (inherited)" };
             let message = format!(
-                "{label}: max_backoff {} is shorter than backoff {}; max_backoff must be at least backoff",
+                "{label}: max_backoff {}{} is shorter than backoff {}{}; max_backoff must be at least backoff",
                 show_ms(policy.backoff_max_ms),
-                show_ms(policy.backoff_ms)
+                inherited(backoff_max_ms),
+                show_ms(policy.backoff_ms),
+                inherited(backoff_ms),
             );
             self.fail(self.line(table.span()), Rule::BadBackoff, message);
         }

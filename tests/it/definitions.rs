@@ -124,7 +124,10 @@ fn definitions_one_bad_file_refuses_the_whole_directory() {
     write(dir.path(), "b.toml", &SAGA_A.replace("\"a\"", "\"b\"").replace("version = 1", "version = 0"));
     let errors = refused(dir.path());
     assert_eq!(errors.len(), 1);
-    assert_eq!((errors[0].file.clone(), errors[0].line, errors[0].rule), (dir.path().join("b.toml").display().to_string(), 2, Rule::BadVersion));
+    assert_eq!(
+        (errors[0].file.clone(), errors[0].line, errors[0].rule),
+        (dir.path().join("b.toml").display().to_string(), 2, Rule::BadVersion)
+    );
 }
 
 #[test]
