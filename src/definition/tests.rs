@@ -69,6 +69,9 @@ fn definition_cases() {
         (format!("{HEAD}{STEP_A}retry = {{ backoff = \"10s\" }}\n"), &["8 bad-backoff"]),
         (format!("{HEAD}[defaults]\nretry = {{ backoff = \"2s\", max_backoff = \"1s\" }}\n{STEP_A}"), &["4 bad-backoff"]),
         (format!("{HEAD}{STEP_A}retry = {{ backoff = \"0ms\", max_backoff = \"0ms\" }}\n"), &[]),
+        // retry as a table header: errors point into the table
+        (format!("{HEAD}[defaults.retry]\nbackoff = \"2s\"\nmax_backoff = \"1s\"\n{STEP_A}"), &["3 bad-backoff"]),
+        (format!("{HEAD}{STEP_A}[steps.retry]\nmax_attempts = 0\nbackoff = \"1m\"\n"), &["8 bad-backoff", "9 max-attempts"]),
         // steps and the pivot
         (HEAD.to_owned(), &["1 no-steps"]),
         (format!("{HEAD}steps = []\n"), &["3 no-steps"]),
