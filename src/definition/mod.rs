@@ -6,12 +6,18 @@
 //! names the file, the line and the [`Rule`] that was broken.
 
 mod catalog;
+mod error;
 mod names;
 mod parse;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod values;
 
 pub use catalog::{Catalog, CatalogError};
+pub use error::{DefinitionError, Rule};
 pub use names::{ActionName, NameError, Participant, SagaType, StepName, NAME_LEN_MAX};
-pub use parse::{parse, DefinitionError, Rule};
+pub use parse::{content_hash, parse, RETRY_DEFAULT, TIMEOUT_DEFAULT_MS};
 
 use std::fmt;
 

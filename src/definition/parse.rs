@@ -1,28 +1,186 @@
-//! PLACEHOLDER: replaced by the definition work.
-use super::SagaDefinition;
+//! `parse`: one definition file's text in, a [`SagaDefinition`] or every
+//! error that can be found in it out.
+//!
+//! Pure: no file system, no environment, no clock. TOML that does not parse
+//! (or has an unknown key, which serde stops at) yields one error; otherwise
+//! the checker walks the whole file and collects every broken rule, sorted by
+//! line. Values the file leaves out come from `[defaults]`, then from the
+//! built-in defaults ([`TIMEOUT_DEFAULT_MS`], [`RETRY_DEFAULT`]).
 
-/// A rule of SPEC §1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// placeholder
-    Syntax,
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::error::{line_of, DefinitionError, Rule};
+use super::raw::{RawDefaults, RawName, RawSaga, RawStep};
+use super::values::Checker;
+use super::{ActionName, Participant, RetryPolicy, SagaDefinition, SagaType, StepDefinition, StepName};
+
+/// Step timeout when neither the step nor `[defaults]` sets one ("10s").
+pub const TIMEOUT_DEFAULT_MS: u64 = 10_000;
+
+/// Retry policy when neither the step nor `[defaults]` sets one:
+/// `{ max_attempts = 3, backoff = "200ms", max_backoff = "5s" }`.
+pub const RETRY_DEFAULT: RetryPolicy = RetryPolicy { attempts_max: 3, backoff_ms: 200, backoff_max_ms: 5_000 };
+
+/// Parses and checks one definition file; `file` only labels the errors.
+pub fn parse(file: &str, text: &str) -> Result<SagaDefinition, Vec<DefinitionError>> {
+    let raw: RawSaga = toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
+    let mut checker = Checker::new(file, text);
+    let saga = check_saga(&mut checker, raw, text);
+    let mut errors = checker.into_errors();
+    match saga {
+        Some(saga) if errors.is_empty() => Ok(saga),
+        _ => {
+            errors.sort_by_key(|e| e.line);
+            Err(errors)
+        }
+    }
 }
 
-/// A refused definition.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
-pub struct DefinitionError {
-    /// File.
-    pub file: String,
-    /// Line (1-based).
-    pub line: usize,
-    /// Rule.
-    pub rule: Rule,
-    /// Message.
-    pub message: String,
+/// Lowercase hex SHA-256 of a file's text.
+pub fn content_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses one file.
-pub fn parse(_file: &str, _text: &str) -> Result<SagaDefinition, Vec<DefinitionError>> {
-    todo!()
+/// The line of the top-level `name` key, or 1 if it cannot be found.
+pub(super) fn name_line(text: &str) -> usize {
+    toml::from_str::<RawName>(text).map(|raw| line_of(text, raw.name.span().start)).unwrap_or(1)
+}
+
+/// Maps a TOML or serde error to one [`DefinitionError`].
+fn toml_error(file: &str, text: &str, error: &toml::de::Error) -> DefinitionError {
+    let message = error.message().trim().replace('\n', " ");
+    let rule = if message.contains("unknown field") {
+        Rule::UnknownKey
+    } else if message.contains("missing field") {
+        Rule::MissingKey
+    } else {
+        Rule::Syntax
+    };
+    let line = error.span().map_or(1, |span| line_of(text, span.start));
+    let message = match rule {
+        Rule::Syntax if !message.starts_with("invalid type") => format!("invalid TOML: {message}"),
+        _ => message,
+    };
+    DefinitionError { file: file.to_owned(), line, rule, message }
+}
+
+/// Checks the whole file; `None` means at least one error was recorded.
+fn check_saga(c: &mut Checker<'_>, raw: RawSaga, text: &str) -> Option<SagaDefinition> {
+    let name = c.required(raw.name.as_ref(), "name", 1, "the saga needs a name, e.g. name = \"trip_booking\"");
+    let name = name.and_then(|leaf| c.name("saga name", leaf, SagaType::parse));
+    let version = c.required(raw.version.as_ref(), "version", 1, "the saga needs a version, e.g. version = 1");
+    let version = version.and_then(|leaf| c.version(leaf));
+    let (timeout_ms, retry) = check_defaults(c, raw.defaults.as_ref());
+    let steps = check_steps(c, raw.steps.as_ref(), timeout_ms, retry);
+    Some(SagaDefinition {
+        name: name?,
+        version: version?,
+        description: raw.description.unwrap_or_default(),
+        steps: steps?,
+        content_hash: content_hash(text),
+        source: text.to_owned(),
+    })
+}
+
+/// The timeout and retry policy every step starts from. A bad value is
+/// reported and replaced by the built-in default so the steps still get checked.
+fn check_defaults(c: &mut Checker<'_>, defaults: Option<&RawDefaults>) -> (u64, RetryPolicy) {
+    let Some(defaults) = defaults else {
+        return (TIMEOUT_DEFAULT_MS, RETRY_DEFAULT);
+    };
+    let timeout_ms = defaults.timeout.as_ref().and_then(|leaf| c.timeout(leaf)).unwrap_or(TIMEOUT_DEFAULT_MS);
+    let retry = match &defaults.retry {
+        Some(table) => c.retry(table, RETRY_DEFAULT, "[defaults].retry"),
+        None => RETRY_DEFAULT,
+    };
+    (timeout_ms, retry)
+}
+
+/// Checks `[[steps]]`: each step, duplicate names, and the pivot.
+fn check_steps(
+    c: &mut Checker<'_>,
+    steps: Option<&Spanned<Vec<Spanned<RawStep>>>>,
+    timeout_ms: u64,
+    retry: RetryPolicy,
+) -> Option<Vec<StepDefinition>> {
+    let Some(steps) = steps.filter(|s| !s.get_ref().is_empty()) else {
+        let line = steps.map_or(1, |s| c.line(s.span()));
+        c.fail(line, Rule::NoSteps, "the saga has no steps; add at least one [[steps]] table with name, participant and action");
+        return None;
+    };
+    check_duplicate_steps(c, steps.get_ref());
+    check_pivot(c, steps.get_ref());
+    let checked: Vec<Option<StepDefinition>> = steps.get_ref().iter().map(|s| check_step(c, s, timeout_ms, retry)).collect();
+    checked.into_iter().collect()
+}
+
+/// Checks one step, inheriting `timeout_ms` and `retry` for what it leaves out.
+fn check_step(c: &mut Checker<'_>, step: &Spanned<RawStep>, timeout_ms: u64, retry: RetryPolicy) -> Option<StepDefinition> {
+    let line = c.line(step.span());
+    let raw = step.get_ref();
+    let hint = "every step needs name, participant and action";
+    let name = c.required(raw.name.as_ref(), "name", line, hint).and_then(|l| c.name("step name", l, StepName::parse));
+    let participant =
+        c.required(raw.participant.as_ref(), "participant", line, hint).and_then(|l| c.name("participant", l, Participant::parse));
+    let action = c.required(raw.action.as_ref(), "action", line, hint).and_then(|l| c.name("action", l, ActionName::parse));
+    let compensation = match &raw.compensation {
+        Some(leaf) => Some(c.name("compensation", leaf, ActionName::parse)?),
+        None => None,
+    };
+    let timeout_ms = match &raw.timeout {
+        Some(leaf) => c.timeout(leaf)?,
+        None => timeout_ms,
+    };
+    let retry = match &raw.retry {
+        Some(table) => c.retry(table, retry, &format!("retry of step {}", step_label(step))),
+        None => retry,
+    };
+    Some(StepDefinition { name: name?, participant: participant?, action: action?, compensation, timeout_ms, retry })
+}
+
+/// A step name used twice is reported at its second (and later) use.
+fn check_duplicate_steps(c: &mut Checker<'_>, steps: &[Spanned<RawStep>]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for leaf in steps.iter().filter_map(|s| s.get_ref().name.as_ref()) {
+        let (Some(name), line) = (leaf.get_ref().as_str(), c.line(leaf.span())) else { continue };
+        match seen.get(name) {
+            Some(first) => c.fail(
+                line,
+                Rule::DuplicateName,
+                format!("step name {name:?} is already used by the step on line {first}; step names must be unique in a saga"),
+            ),
+            None => {
+                seen.insert(name, line);
+            }
+        }
+    }
+}
+
+/// The pivot is the first step without a compensation; a later step with one
+/// could never be compensated, so the file is refused at that compensation.
+fn check_pivot(c: &mut Checker<'_>, steps: &[Spanned<RawStep>]) {
+    let Some(pivot) = steps.iter().position(|s| s.get_ref().compensation.is_none()) else { return };
+    let pivot_name = step_label(&steps[pivot]);
+    let pivot_line = c.line(steps[pivot].span());
+    for step in &steps[pivot + 1..] {
+        if let Some(leaf) = &step.get_ref().compensation {
+            let message = format!(
+                "step {} has a compensation but comes after the pivot {pivot_name} (line {pivot_line}), the first step without one; \
+                 steps after the pivot are retried forward and never compensated: move this step before the pivot or remove its compensation",
+                step_label(step)
+            );
+            c.fail(c.line(leaf.span()), Rule::CompensationAfterPivot, message);
+        }
+    }
+}
+
+/// `"name"` of a raw step for messages, or `(unnamed)`.
+fn step_label(step: &Spanned<RawStep>) -> String {
+    match step.get_ref().name.as_ref().and_then(|l| l.get_ref().as_str()) {
+        Some(name) => format!("{name:?}"),
+        None => "(unnamed)".to_owned(),
+    }
 }

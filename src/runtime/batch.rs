@@ -133,7 +133,14 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         let Some(state) = state.or_else(|| first_state(&def, saga_id, &events, now_ms)) else { return };
         let entry = touched.entry(saga_id).or_insert_with(|| {
             order.push(saga_id);
-            Touched { def: def.clone(), base_seq: state.seq.min(base_of(&events, &state)), state: state.clone(), events: Vec::new(), sends: Vec::new(), items: Vec::new() }
+            Touched {
+                def: def.clone(),
+                base_seq: state.seq.min(base_of(&events, &state)),
+                state: state.clone(),
+                events: Vec::new(),
+                sends: Vec::new(),
+                items: Vec::new(),
+            }
         });
         let skip = usize::from(entry.events.is_empty() && entry.base_seq == 0 && !events.is_empty());
         entry.apply(&events, skip, now_ms);

@@ -191,7 +191,11 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
 
     /// Recovers, then runs until `shutdown` resolves or `inbound` closes.
     /// The batch in progress is finished before returning.
-    pub async fn run(mut self, mut inbound: mpsc::Receiver<Delivery>, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Delivery>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), EngineError> {
         self.recover().await?;
         tokio::pin!(shutdown);
         loop {

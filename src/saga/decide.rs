@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::backoff;
 use super::event::{OperatorVerb, Recorded, SagaEvent};
+use super::ids::SagaId;
 use super::input::{Input, Reply, ReplyStatus};
 use super::state::{begin, evolve, Outcome, Phase, SagaState, Status};
-use super::ids::SagaId;
 use crate::definition::{Kind, SagaDefinition};
 
 /// The facts `decide` needs from the world, passed in.
@@ -89,7 +89,13 @@ impl fmt::Display for Rejection {
 }
 
 /// What happens when `input` meets the saga `state` (`None`: no log yet).
-pub fn decide(def: &SagaDefinition, id: SagaId, state: Option<&SagaState>, input: &Input, ctx: &Context) -> Result<Vec<SagaEvent>, Rejection> {
+pub fn decide(
+    def: &SagaDefinition,
+    id: SagaId,
+    state: Option<&SagaState>,
+    input: &Input,
+    ctx: &Context,
+) -> Result<Vec<SagaEvent>, Rejection> {
     let Some(state) = state else {
         return match input {
             Input::Start { input } => Ok(start(def, id, input, ctx)),
@@ -111,9 +117,7 @@ pub fn decide(def: &SagaDefinition, id: SagaId, state: Option<&SagaState>, input
 /// The `input_ignored` event that records `rejection` of `input`, when the
 /// input is one whose refusal belongs in the log.
 pub fn ignored(input: &Input, rejection: &Rejection) -> Option<SagaEvent> {
-    input
-        .records_rejection()
-        .then(|| SagaEvent::InputIgnored { input: input.to_string(), reason: rejection.to_string() })
+    input.records_rejection().then(|| SagaEvent::InputIgnored { input: input.to_string(), reason: rejection.to_string() })
 }
 
 fn start(def: &SagaDefinition, id: SagaId, input: &Value, ctx: &Context) -> Vec<SagaEvent> {
@@ -177,7 +181,10 @@ impl Decision<'_> {
         }
         if self.state.phase.awaited() != Some((step, reply.kind)) {
             let awaited = self.state.phase.awaited().map(|(i, k)| format!("{}:{k}", self.def.steps[i].name));
-            return Err(Rejection::NotAwaited { got: format!("{}:{}", reply.step, reply.kind), awaited: awaited.unwrap_or_else(|| "nothing".into()) });
+            return Err(Rejection::NotAwaited {
+                got: format!("{}:{}", reply.step, reply.kind),
+                awaited: awaited.unwrap_or_else(|| "nothing".into()),
+            });
         }
         let last = self.state.steps[step].track(reply.kind).last_attempt;
         if reply.attempt == 0 || reply.attempt > last {
@@ -272,7 +279,8 @@ impl Decision<'_> {
         let reason = match kind {
             Kind::Compensation => format!("compensation of {name} did not succeed in {used} attempts"),
             Kind::Action if pivot.is_none_or(|p| step < p) => {
-                let reason = format!("step {name} had no conclusive reply in {used} attempts; its effect is unknown, so it is compensated too");
+                let reason =
+                    format!("step {name} had no conclusive reply in {used} attempts; its effect is unknown, so it is compensated too");
                 self.begin_compensation(reason, step + 1);
                 return;
             }

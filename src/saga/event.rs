@@ -224,7 +224,12 @@ mod tests {
     fn every_event_survives_encode_and_decode() {
         let step = StepName::parse("reserve_hotel").unwrap();
         let events = vec![
-            SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "ab".into(), input: serde_json::json!({"x": 1}) },
+            SagaEvent::SagaStarted {
+                saga_type: "trip".into(),
+                version: 1,
+                definition_hash: "ab".into(),
+                input: serde_json::json!({"x": 1}),
+            },
             SagaEvent::CommandSent { step: step.clone(), kind: Kind::Action, attempt: 2, deadline_ms: 99 },
             SagaEvent::StepSucceeded { step: step.clone(), kind: Kind::Compensation, attempt: 1, output: Value::Null },
             SagaEvent::StepFailed { step: step.clone(), kind: Kind::Action, attempt: 1, error: Some("no rooms".into()) },

@@ -78,7 +78,14 @@ pub fn check_log(def: &SagaDefinition, log: &[Recorded], state: &SagaState, quie
     if state.status == Status::Compensated {
         let need: Vec<usize> = (0..def.steps.len()).rev().filter(|i| facts.needs_compensation(*i)).collect();
         if facts.compensated_order != need {
-            fail(3, format!("compensated steps {:?}, expected {:?} (reverse order of succeeded or unknown steps)", names(def, &facts.compensated_order), names(def, &need)));
+            fail(
+                3,
+                format!(
+                    "compensated steps {:?}, expected {:?} (reverse order of succeeded or unknown steps)",
+                    names(def, &facts.compensated_order),
+                    names(def, &need)
+                ),
+            );
         }
     }
     for step in &facts.compensations_sent {
@@ -161,7 +168,11 @@ impl Facts {
             self.order_violations.push(format!("seq {seq}: action {} sent after compensation began", def.steps[step].name));
         }
         if step > 0 && !self.succeeded_actions.contains(&(step - 1)) {
-            self.order_violations.push(format!("seq {seq}: action {} sent before {} succeeded", def.steps[step].name, def.steps[step - 1].name));
+            self.order_violations.push(format!(
+                "seq {seq}: action {} sent before {} succeeded",
+                def.steps[step].name,
+                def.steps[step - 1].name
+            ));
         }
         self.sent_actions.insert(step);
     }
@@ -171,7 +182,8 @@ impl Facts {
     fn check_compensation_order(&mut self, def: &SagaDefinition, step: usize, seq: u64) {
         let later_pending = (step + 1..def.steps.len()).find(|j| self.needs_compensation(*j) && !self.compensated_order.contains(j));
         if let Some(j) = later_pending {
-            self.order_violations.push(format!("seq {seq}: compensation of {} sent before {} was undone", def.steps[step].name, def.steps[j].name));
+            self.order_violations
+                .push(format!("seq {seq}: compensation of {} sent before {} was undone", def.steps[step].name, def.steps[j].name));
         }
         self.compensations_sent.insert(step);
     }

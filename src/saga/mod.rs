@@ -26,4 +26,4 @@ pub use effect::{command, effects, outstanding, Command, Effect, Recovery};
 pub use event::{decode, encode, DecodeError, OperatorVerb, Recorded, SagaEvent, SCHEMA_VERSION};
 pub use ids::{idempotency_key, message_id, SagaId, SagaIdError};
 pub use input::{Input, Reply, ReplyStatus};
-pub use state::{begin, evolve, fold, Outcome, Phase, SagaState, StepState, Status, Track};
+pub use state::{begin, evolve, fold, Outcome, Phase, SagaState, Status, StepState, Track};

@@ -32,7 +32,8 @@ pub enum Status {
 
 impl Status {
     /// All statuses, in the order people read them.
-    pub const ALL: [Status; 6] = [Status::Running, Status::Compensating, Status::Completed, Status::Compensated, Status::Stuck, Status::Aborted];
+    pub const ALL: [Status; 6] =
+        [Status::Running, Status::Compensating, Status::Completed, Status::Compensated, Status::Stuck, Status::Aborted];
 
     /// `completed`, `compensated` and `aborted` never change again.
     pub fn is_terminal(self) -> bool {

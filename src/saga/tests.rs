@@ -152,14 +152,20 @@ fn only_a_start_creates_a_saga() {
 fn an_ok_reply_sends_the_next_step_only_then() {
     let def = trip();
     let events = at_step(&def, 1);
-    assert_eq!(given(def, events).when(ok("hotels", "hotel", Kind::Action, 1)), Ok(vec![succeeded("hotel", Kind::Action, 1), sent("car", Kind::Action, 1)]));
+    assert_eq!(
+        given(def, events).when(ok("hotels", "hotel", Kind::Action, 1)),
+        Ok(vec![succeeded("hotel", Kind::Action, 1), sent("car", Kind::Action, 1)])
+    );
 }
 
 #[test]
 fn the_last_ok_completes_the_saga() {
     let def = trip();
     let events = at_step(&def, 4);
-    assert_eq!(given(def, events).when(ok("notifications", "mail", Kind::Action, 1)), Ok(vec![succeeded("mail", Kind::Action, 1), SagaEvent::SagaCompleted {}]));
+    assert_eq!(
+        given(def, events).when(ok("notifications", "mail", Kind::Action, 1)),
+        Ok(vec![succeeded("mail", Kind::Action, 1), SagaEvent::SagaCompleted {}])
+    );
 }
 
 #[test]
@@ -182,9 +188,15 @@ fn compensation_goes_on_in_reverse_and_ends_compensated() {
     let def = trip();
     let events = at_step(&def, 2);
     let g = given(def, events).and(failed("cars", "car", Kind::Action, 1));
-    assert_eq!(g.when(ok("hotels", "hotel", Kind::Compensation, 1)), Ok(vec![succeeded("hotel", Kind::Compensation, 1), sent("flight", Kind::Compensation, 1)]));
+    assert_eq!(
+        g.when(ok("hotels", "hotel", Kind::Compensation, 1)),
+        Ok(vec![succeeded("hotel", Kind::Compensation, 1), sent("flight", Kind::Compensation, 1)])
+    );
     let g = g.and(ok("hotels", "hotel", Kind::Compensation, 1));
-    assert_eq!(g.when(ok("flights", "flight", Kind::Compensation, 1)), Ok(vec![succeeded("flight", Kind::Compensation, 1), SagaEvent::SagaCompensated {}]));
+    assert_eq!(
+        g.when(ok("flights", "flight", Kind::Compensation, 1)),
+        Ok(vec![succeeded("flight", Kind::Compensation, 1), SagaEvent::SagaCompensated {}])
+    );
 }
 
 #[test]
@@ -225,7 +237,10 @@ fn the_retry_resends_with_the_next_attempt_number() {
     let mut events = at_step(&def, 1);
     events.extend([timed_out("hotel", Kind::Action, 1), scheduled("hotel", Kind::Action, 2, 100)]);
     let then = given(def, events).when_at(Input::DeadlinePassed, NOW + 100);
-    assert_eq!(then, Ok(vec![SagaEvent::CommandSent { step: step("hotel"), kind: Kind::Action, attempt: 2, deadline_ms: NOW + 100 + TIMEOUT }]));
+    assert_eq!(
+        then,
+        Ok(vec![SagaEvent::CommandSent { step: step("hotel"), kind: Kind::Action, attempt: 2, deadline_ms: NOW + 100 + TIMEOUT }])
+    );
 }
 
 /// Events for a step whose attempts 1..=n all timed out except the last, in flight.
@@ -262,7 +277,9 @@ fn a_silent_pivot_makes_the_saga_stuck() {
     let def = trip();
     let events = retried(at_step(&def, 3), "pay", Kind::Action, 3);
     let then = given(def, events).when_at(Input::DeadlinePassed, NOW + TIMEOUT).unwrap();
-    assert!(matches!(&then[1], SagaEvent::SagaStuck { step: s, kind: Kind::Action, reason } if s.as_str() == "pay" && reason.contains("cannot be undone")));
+    assert!(
+        matches!(&then[1], SagaEvent::SagaStuck { step: s, kind: Kind::Action, reason } if s.as_str() == "pay" && reason.contains("cannot be undone"))
+    );
 }
 
 #[test]

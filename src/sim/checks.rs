@@ -78,8 +78,14 @@ fn wire(out: &Outcome) -> Vec<Violation> {
                 detail: format!("{}:{}#{} was published without a committed command_sent", c.step, c.kind, c.attempt),
             }),
         }
-        if c.idempotency_key != idempotency_key(c.saga_id, c.step.as_str(), c.kind) || c.message_id != message_id(c.saga_id, c.step.as_str(), c.kind, c.attempt) {
-            violations.push(Violation { saga_id: Some(c.saga_id), invariant: 7, detail: format!("{}:{} re-sent with another key", c.step, c.kind) });
+        if c.idempotency_key != idempotency_key(c.saga_id, c.step.as_str(), c.kind)
+            || c.message_id != message_id(c.saga_id, c.step.as_str(), c.kind, c.attempt)
+        {
+            violations.push(Violation {
+                saga_id: Some(c.saga_id),
+                invariant: 7,
+                detail: format!("{}:{} re-sent with another key", c.step, c.kind),
+            });
         }
     }
     violations
@@ -97,7 +103,11 @@ fn compensation_effects(def: &SagaDefinition, out: &Outcome) -> Vec<Violation> {
     for (saga_id, steps) in by_saga {
         if steps.windows(2).any(|w| w[1] >= w[0]) {
             let names: Vec<&str> = steps.iter().map(|&i| def.steps[i].name.as_str()).collect();
-            violations.push(Violation { saga_id: Some(saga_id), invariant: 3, detail: format!("compensations took effect in the order {names:?}") });
+            violations.push(Violation {
+                saga_id: Some(saga_id),
+                invariant: 3,
+                detail: format!("compensations took effect in the order {names:?}"),
+            });
         }
     }
     violations

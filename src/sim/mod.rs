@@ -152,8 +152,14 @@ pub fn render_failure(failure: &Failure) -> String {
         let _ = writeln!(out, "  {v}");
     }
     let _ = writeln!(out, "\nminimal schedule ({} saga(s); faults in the order the run met them):", failure.case.sagas);
-    let applied: Vec<String> =
-        failure.case.faults.iter().enumerate().filter(|(_, f)| **f != crate::sim::Fault::None).map(|(i, f)| format!("  decision {i}: {f}")).collect();
+    let applied: Vec<String> = failure
+        .case
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| **f != crate::sim::Fault::None)
+        .map(|(i, f)| format!("  decision {i}: {f}"))
+        .collect();
     if applied.is_empty() {
         let _ = writeln!(out, "  (no faults at all)");
     }

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use super::fault::{Chooser, Fault, Point};
 use super::rng::mix;
 use crate::definition::{Kind, Participant, SagaDefinition};
-use crate::saga::{self, Command, Context, Effect, Input, Recorded, Recovery, Rejection, Reply, ReplyStatus, SagaEvent, SagaId, SagaState, Status};
+use crate::saga::{
+    self, Command, Context, Effect, Input, Recorded, Recovery, Rejection, Reply, ReplyStatus, SagaEvent, SagaId, SagaState, Status,
+};
 
 /// The decision function the orchestrator uses: [`saga::decide`], or a
 /// deliberately broken one in the tests that prove the checker can fail.
@@ -287,7 +289,11 @@ impl<'a> World<'a> {
                 None => None,
             };
             if live != replayed {
-                self.violation(Some(saga_id), 6, format!("after seq {}, the state rebuilt from the log differs from the live state", recorded.seq));
+                self.violation(
+                    Some(saga_id),
+                    6,
+                    format!("after seq {}, the state rebuilt from the log differs from the live state", recorded.seq),
+                );
             }
         }
         let live = live?;
@@ -375,7 +381,10 @@ impl<'a> World<'a> {
             None => {
                 let conclusive = command.kind == Kind::Action && self.def.pivot().is_none_or(|p| step <= p);
                 match self.chooser.choose(Point::Handle) {
-                    Fault::Silence => return self.trace(format!("{} silent on {}:{}#{}", command.participant, command.step, command.kind, command.attempt)),
+                    Fault::Silence => {
+                        return self
+                            .trace(format!("{} silent on {}:{}#{}", command.participant, command.step, command.kind, command.attempt))
+                    }
                     Fault::Fail => {
                         self.trace(format!("{} refuses {}:{}#{}", command.participant, command.step, command.kind, command.attempt));
                         if conclusive {

@@ -54,7 +54,10 @@ impl Transport for MemoryTransport {
     async fn send(&self, command: &Command) -> Result<(), TransportError> {
         let route = self.routes.read().ok().and_then(|routes| routes.get(command.participant.as_str()).cloned());
         match route {
-            Some(tx) => tx.send(command.clone()).await.map_err(|_| TransportError::Publish(format!("participant {} has stopped", command.participant))),
+            Some(tx) => tx
+                .send(command.clone())
+                .await
+                .map_err(|_| TransportError::Publish(format!("participant {} has stopped", command.participant))),
             None => {
                 tracing::warn!(participant = %command.participant, "no participant registered; the command is lost and will time out");
                 Ok(())

@@ -1,2 +1,4 @@
-//! Integration tests.
+//! The one integration-test binary: each module covers one user-facing capability.
+
+mod definitions;
 mod simulation;

@@ -64,14 +64,23 @@ fn random_exploration_of_generated_shapes_passes() {
 }
 
 /// A mutated `decide` that compensates in file order instead of reverse.
-fn compensate_in_file_order(def: &SagaDefinition, id: SagaId, state: Option<&SagaState>, input: &Input, ctx: &Context) -> Result<Vec<SagaEvent>, Rejection> {
+fn compensate_in_file_order(
+    def: &SagaDefinition,
+    id: SagaId,
+    state: Option<&SagaState>,
+    input: &Input,
+    ctx: &Context,
+) -> Result<Vec<SagaEvent>, Rejection> {
     let mut events = saga::decide(def, id, state, input, ctx)?;
     let Some(state) = state else { return Ok(events) };
     for event in &mut events {
         if let SagaEvent::CommandSent { step, kind: Kind::Compensation, attempt: 1, .. } = event {
             let first = (0..def.steps.len()).find(|&i| {
                 let s = &state.steps[i];
-                s.compensation.outcome != saga::Outcome::Succeeded && s.compensation.last_attempt == 0 && s.action.outcome != saga::Outcome::NotSent && s.action.outcome != saga::Outcome::Failed
+                s.compensation.outcome != saga::Outcome::Succeeded
+                    && s.compensation.last_attempt == 0
+                    && s.action.outcome != saga::Outcome::NotSent
+                    && s.action.outcome != saga::Outcome::Failed
             });
             if let Some(first) = first {
                 *step = def.steps[first].name.clone();
@@ -85,7 +94,8 @@ fn compensate_in_file_order(def: &SagaDefinition, id: SagaId, state: Option<&Sag
 fn the_checker_catches_a_decide_that_compensates_in_file_order() {
     let shape = Shape { steps: vec![(500, 2); 4], pivot: Some(3), backoff_ms: 50 };
     let def = shape.definition();
-    let result = sim::explore(std::slice::from_ref(&def), ExploreOptions { cases: 500, seed: 7, rates: Rates::default() }, compensate_in_file_order);
+    let result =
+        sim::explore(std::slice::from_ref(&def), ExploreOptions { cases: 500, seed: 7, rates: Rates::default() }, compensate_in_file_order);
     let failure = result.failure.expect("the mutation must be caught");
     assert!(failure.report.violations.iter().any(|v| v.invariant == 3 || v.invariant == 4), "{:?}", failure.report.violations);
     // Shrunk: few sagas and a couple of faults (a refusal after two steps succeeded).
@@ -95,7 +105,11 @@ fn the_checker_catches_a_decide_that_compensates_in_file_order() {
     let text = sim::render_failure(&failure);
     assert!(text.contains("minimal schedule") && text.contains("seed"), "{text}");
     // The printed seed replays a failing run.
-    let replayed = sim::explore(std::slice::from_ref(&def), ExploreOptions { cases: 1, seed: failure.seed, rates: Rates::default() }, compensate_in_file_order);
+    let replayed = sim::explore(
+        std::slice::from_ref(&def),
+        ExploreOptions { cases: 1, seed: failure.seed, rates: Rates::default() },
+        compensate_in_file_order,
+    );
     assert!(replayed.failure.is_some());
     // And the minimal case fails on replay, deterministically.
     assert!(!sim::replay(&def, &failure.case, compensate_in_file_order).passed());
