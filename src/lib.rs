@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cli;
 pub mod definition;
 pub mod loader;
 pub mod runtime;

@@ -134,3 +134,20 @@ fn proptest_shrinks_a_mutation_failure_to_a_minimal_schedule() {
     assert!(!sim::run(&def, config, &mut sim::Replay::sparse(&minimal), compensate_in_file_order).passed());
     assert!(sim::run(&def, config, &mut sim::Replay::sparse(&minimal), saga::decide).passed());
 }
+
+#[test]
+fn trip_booking_holds_every_invariant_under_faults_and_crashes() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sagas/trip_booking.toml");
+    let catalog = jetsaga::loader::load(&path).expect("trip_booking loads");
+    let defs: Vec<SagaDefinition> = catalog.iter().cloned().collect();
+    let result = sim::explore(&defs, ExploreOptions { cases: 3_000, seed: 11, rates: Rates::default() }, saga::decide);
+    if let Some(failure) = &result.failure {
+        panic!("{}", sim::render_failure(failure));
+    }
+    eprintln!("trip_booking: {} cases, {} sagas: {:?}", result.cases, result.sagas, result.statuses);
+    assert!(result.sagas >= 5_000);
+    // Every ending shows up, so every path was walked.
+    for status in [saga::Status::Completed, saga::Status::Compensated, saga::Status::Stuck, saga::Status::Aborted] {
+        assert!(result.statuses.get(&status).copied().unwrap_or(0) > 0, "no saga ended {status}: {:?}", result.statuses);
+    }
+}
