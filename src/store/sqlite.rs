@@ -12,12 +12,15 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Acquire, Sqlite, SqliteConnection, Transaction};
 
+use self::rows::{event_rows, from_i64, list_query, recorded_from_row, summary_from_row, to_i64, EventRow, SUMMARY_COLUMNS};
 use super::rules::{check_batch, cut_page, page_limit};
 use super::{Append, AppendOutcome, DefinitionRecord, EventStore, ListFilter, Page, SagaSummary, StoreError};
-use crate::saga::{decode, encode, DecodeError, Recorded, SagaId, Status, SCHEMA_VERSION};
+use crate::saga::{Recorded, SagaId, SCHEMA_VERSION};
+
+mod rows;
 
 /// How long a connection waits for another one's write lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
@@ -27,8 +30,6 @@ const POOL_CONNECTIONS_MAX: u32 = 4;
 const ACQUIRE_TIMEOUT_MS: u64 = 30_000;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-const SUMMARY_COLUMNS: &str = "saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq";
 
 /// An event store in a SQLite database; clones share one connection pool.
 #[derive(Debug, Clone)]
@@ -113,36 +114,8 @@ fn is_seq_taken(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|error| error.is_unique_violation())
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Database(format!("sqlite: {what} {value} does not fit a 64-bit signed integer")))
-}
-
-fn from_i64<T: TryFrom<i64>>(value: i64, what: &str) -> Result<T, StoreError> {
-    T::try_from(value).map_err(|_| StoreError::Database(format!("sqlite: stored {what} {value} is out of range")))
-}
-
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// One event as its row, converted before the write so that the write
-/// itself can only fail in the database.
-struct EventRow {
-    seq: i64,
-    event_type: &'static str,
-    data: String,
-    at_ms: i64,
-}
-
-fn event_rows(append: &Append) -> Result<Vec<EventRow>, StoreError> {
-    append
-        .events
-        .iter()
-        .map(|recorded| {
-            let (event_type, data) = encode(&recorded.event);
-            Ok(EventRow { seq: to_i64(recorded.seq, "seq")?, event_type, data: data.to_string(), at_ms: recorded.at_ms })
-        })
-        .collect()
 }
 
 async fn last_seq(conn: &mut SqliteConnection, saga_id: &str) -> Result<u64, StoreError> {
@@ -215,72 +188,6 @@ async fn write(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// One column of a row; a missing column or a type mismatch is a database error.
-fn column<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    row.try_get(name).map_err(db("reading a row"))
-}
-
-fn recorded_from_row(saga_id: SagaId, row: &SqliteRow) -> Result<Recorded, StoreError> {
-    let seq = from_i64(column(row, "seq")?, "seq")?;
-    let event_type: String = column(row, "event_type")?;
-    let schema_version = from_i64(column(row, "schema_version")?, "schema_version")?;
-    let data: String = column(row, "data")?;
-    let decode_error = |source| StoreError::Decode { saga_id, seq, source };
-    let data =
-        serde_json::from_str(&data).map_err(|source| decode_error(DecodeError::Malformed { event_type: event_type.clone(), source }))?;
-    let event = decode(schema_version, &event_type, data).map_err(decode_error)?;
-    Ok(Recorded { seq, at_ms: column(row, "at_ms")?, event })
-}
-
-fn summary_from_row(row: &SqliteRow) -> Result<SagaSummary, StoreError> {
-    let saga_id: String = column(row, "saga_id")?;
-    let status: String = column(row, "status")?;
-    Ok(SagaSummary {
-        saga_id: SagaId::parse(&saga_id).map_err(|error| StoreError::Database(format!("sqlite: stored {error}")))?,
-        saga_type: column(row, "saga_type")?,
-        version: from_i64(column(row, "version")?, "version")?,
-        status: Status::parse(&status)
-            .ok_or_else(|| StoreError::Database(format!("sqlite: saga {saga_id} has unknown status {status:?}")))?,
-        current_step: column(row, "current_step")?,
-        started_at_ms: column(row, "started_at_ms")?,
-        updated_at_ms: column(row, "updated_at_ms")?,
-        last_seq: from_i64(column(row, "last_seq")?, "last_seq")?,
-    })
-}
-
-/// `SELECT … WHERE <filter> AND saga_id > <cursor> ORDER BY saga_id LIMIT <fetch>`.
-fn list_query<'a>(filter: &'a ListFilter, cursor: Option<SagaId>, fetch: i64) -> QueryBuilder<'a, Sqlite> {
-    let mut query = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM sagas WHERE 1 = 1"));
-    if let Some(cursor) = cursor {
-        query.push(" AND saga_id > ").push_bind(cursor.to_string());
-    }
-    if !filter.statuses.is_empty() {
-        query.push(" AND status IN (");
-        let mut statuses = query.separated(", ");
-        for status in &filter.statuses {
-            statuses.push_bind(status.as_str());
-        }
-        query.push(")");
-    }
-    if let Some(saga_type) = &filter.saga_type {
-        query.push(" AND saga_type = ").push_bind(saga_type.as_str());
-    }
-    if let Some(ms) = filter.updated_before_ms {
-        query.push(" AND updated_at_ms <= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_from_ms {
-        query.push(" AND started_at_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_until_ms {
-        query.push(" AND started_at_ms < ").push_bind(ms);
-    }
-    query.push(" ORDER BY saga_id LIMIT ").push_bind(fetch);
-    query
 }
 
 impl EventStore for SqliteStore {
