@@ -35,7 +35,8 @@ pub(super) fn run(sagas: &Path, database: Option<PathBuf>) -> anyhow::Result<Exi
         Some(path) => path,
         None => fresh_temp_db()?,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("failed to start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("failed to start the async runtime")?;
     runtime.block_on(demo(catalog, &path))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -44,7 +45,8 @@ fn catalog(sagas: &Path) -> anyhow::Result<Catalog> {
     let dir = loader::load(sagas).ok().filter(|c| c.get("trip_booking").is_some());
     match dir {
         Some(catalog) => Ok(catalog),
-        None => Catalog::from_sources([("trip_booking.toml (built in)".to_string(), TRIP_BOOKING.to_string())]).context("the built-in trip_booking is invalid"),
+        None => Catalog::from_sources([("trip_booking.toml (built in)".to_string(), TRIP_BOOKING.to_string())])
+            .context("the built-in trip_booking is invalid"),
     }
 }
 

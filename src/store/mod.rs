@@ -10,10 +10,11 @@
 //! (`tests/it/store_contract.rs`).
 
 mod memory;
+mod rules;
 mod sqlite;
 
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{Pragmas, SqliteStore};
 
 use std::future::Future;
 

@@ -2,4 +2,5 @@
 
 mod definitions;
 mod simulation;
+mod store_contract;
 mod tidy;

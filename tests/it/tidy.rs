@@ -51,8 +51,19 @@ fn offenders(dirs: &[&str], forbidden: &[&str]) -> Vec<String> {
 #[test]
 fn the_core_is_pure() {
     let forbidden = [
-        "async fn", ".await", "tokio::", "sqlx::", "async_nats::", "axum::", "SystemTime::now", "Instant::now", "thread_rng", "std::fs", "std::env",
-        "rand::", "now_v7",
+        "async fn",
+        ".await",
+        "tokio::",
+        "sqlx::",
+        "async_nats::",
+        "axum::",
+        "SystemTime::now",
+        "Instant::now",
+        "thread_rng",
+        "std::fs",
+        "std::env",
+        "rand::",
+        "now_v7",
     ];
     let found = offenders(&["definition", "saga", "sim"], &forbidden);
     assert!(found.is_empty(), "the pure core must not do IO, async, clocks or randomness:\n{}", found.join("\n"));
