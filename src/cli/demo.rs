@@ -23,7 +23,7 @@ use crate::transport::MemoryTransport;
 const TRIP_BOOKING: &str = include_str!("../../sagas/trip_booking.toml");
 
 /// The card number the payment service refuses.
-pub const DECLINED_CARD: &str = "4000-0000-0000-0002";
+pub(super) const DECLINED_CARD: &str = "4000-0000-0000-0002";
 
 /// Longest the demo waits for its sagas.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(20);

@@ -212,9 +212,8 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
 impl Touched {
     /// Folds `events` (decided at `now_ms`) into the state, keeping the commands to send.
     fn apply(&mut self, events: &[saga::SagaEvent], skip: usize, now_ms: i64) {
-        let mut seq = self.base_seq + self.events.len() as u64;
-        for (i, event) in events.iter().enumerate() {
-            seq += 1;
+        let first_seq = self.base_seq + self.events.len() as u64 + 1;
+        for (i, (seq, event)) in (first_seq..).zip(events).enumerate() {
             let recorded = Recorded { seq, at_ms: now_ms, event: event.clone() };
             if i >= skip {
                 saga::evolve(&mut self.state, &self.def, &recorded);

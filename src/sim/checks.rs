@@ -39,8 +39,8 @@ pub(super) fn check(def: &SagaDefinition, out: &Outcome) -> Vec<Violation> {
     violations
 }
 
-/// 5. Every reply that changed a saga is one a participant really sent
-/// (forged, duplicate or misrouted replies never count).
+/// Invariant 5: every reply that changed a saga is one a participant
+/// really sent; forged, duplicate or misrouted replies never count.
 fn genuine_replies(def: &SagaDefinition, saga_id: SagaId, log: &[Recorded], out: &Outcome) -> Vec<Violation> {
     let mut violations = Vec::new();
     for recorded in log {

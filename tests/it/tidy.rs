@@ -32,13 +32,22 @@ fn code_lines(path: &Path) -> Vec<(usize, String)> {
     text.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")).map(|(i, l)| (i + 1, l.to_owned())).collect()
 }
 
+/// `word` in `text`, not as the start of a longer identifier
+/// (`.await` is forbidden, `.awaited()` is not).
+fn contains_token(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(at, _)| {
+        let next = text[at + word.len()..].chars().next();
+        !word.ends_with(|c: char| c.is_alphanumeric() || c == '_') || !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
 fn offenders(dirs: &[&str], forbidden: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     for dir in dirs {
         for file in rust_files(&src().join(dir)) {
             for (line, text) in code_lines(&file) {
                 for word in forbidden {
-                    if text.contains(word) {
+                    if contains_token(&text, word) {
                         found.push(format!("{}:{line}: uses {word}", file.display()));
                     }
                 }
@@ -114,5 +123,6 @@ fn the_tidy_check_itself_catches_a_violation() {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::write(dir.path().join("bad.rs"), "//! x\nfn f() { let _ = std::time::SystemTime::now(); }\n").expect("write");
     let lines = code_lines(&dir.path().join("bad.rs"));
-    assert!(lines.iter().any(|(_, l)| l.contains("SystemTime::now")));
+    assert!(lines.iter().any(|(_, l)| contains_token(l, "SystemTime::now")));
+    assert!(contains_token("x.await;", ".await") && !contains_token("phase.awaited()", ".await"));
 }
