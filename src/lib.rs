@@ -21,3 +21,4 @@ pub mod saga;
 pub mod sim;
 pub mod store;
 pub mod transport;
+pub mod wire;

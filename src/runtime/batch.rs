@@ -303,5 +303,6 @@ fn summary(def: &SagaDefinition, state: &SagaState) -> SagaSummary {
         started_at_ms: state.started_at_ms,
         updated_at_ms: state.updated_at_ms,
         last_seq: state.seq,
+        deadline_ms: state.phase.deadline_ms(),
     }
 }

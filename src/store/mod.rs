@@ -68,6 +68,9 @@ pub struct SagaSummary {
     pub updated_at_ms: i64,
     /// Its last seq.
     pub last_seq: u64,
+    /// When the saga must be woken up (its phase's deadline), if ever.
+    /// `claim_due` hands it to exactly one engine once it has passed.
+    pub deadline_ms: Option<i64>,
 }
 
 /// Which sagas `list` returns. Every field narrows; the default is all.
@@ -105,6 +108,46 @@ pub struct DefinitionRecord {
     pub content_hash: String,
     /// The file's text, so sagas on an old version can still run.
     pub source: String,
+}
+
+/// Largest payload kept with a poison record; the rest is cut off.
+pub const POISON_PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+
+/// A message the orchestrator could not use, kept for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonRecord {
+    /// The subject it arrived on.
+    pub subject: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// Its bytes, at most [`POISON_PAYLOAD_BYTES_MAX`].
+    pub payload: Vec<u8>,
+    /// When it arrived (ms since the epoch).
+    pub received_at_ms: i64,
+}
+
+/// A place in the store's global commit order. Events are read back in
+/// this order by the event relay; no event can later commit before a
+/// cursor already handed out (PostgreSQL orders by transaction, then position).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelayCursor {
+    /// The committing transaction (0 where the store has one writer).
+    pub tx: i64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+/// A committed event with its place in the global order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedEvent {
+    /// Where it stands.
+    pub cursor: RelayCursor,
+    /// The saga.
+    pub saga_id: SagaId,
+    /// The saga's type (for the subject).
+    pub saga_type: String,
+    /// The event.
+    pub recorded: Recorded,
 }
 
 /// A store failure: IO, not a domain refusal.
@@ -159,4 +202,24 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// A recorded definition version.
     fn load_definition(&self, name: &str, version: u32) -> impl Future<Output = Result<Option<DefinitionRecord>, StoreError>> + Send;
+
+    /// Keeps a poison message for operators.
+    fn record_poison(&self, poison: &PoisonRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` committed events after `after`, in global commit
+    /// order, only where no event can still commit before them (so a relay
+    /// that checkpoints the last one never skips anything).
+    fn committed_after(&self, after: RelayCursor, limit: u32) -> impl Future<Output = Result<Vec<CommittedEvent>, StoreError>> + Send;
+
+    /// The named relay's checkpoint (the default cursor if none was saved).
+    fn relay_checkpoint(&self, relay: &str) -> impl Future<Output = Result<RelayCursor, StoreError>> + Send;
+
+    /// Saves the named relay's checkpoint.
+    fn save_relay_checkpoint(&self, relay: &str, cursor: RelayCursor) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims up to `limit` sagas whose `deadline_ms` is at or before
+    /// `now_ms` and that no one holds a live claim on; each claim lasts
+    /// until `now_ms + lease_ms` or until the saga's next append. Two
+    /// engines never get the same saga from one deadline.
+    fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> impl Future<Output = Result<Vec<SagaId>, StoreError>> + Send;
 }

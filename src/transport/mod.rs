@@ -90,3 +90,32 @@ pub trait Transport: Send + Sync + 'static {
     /// Publishes `command` on `saga.cmd.<participant>.<action>`.
     fn send(&self, command: &Command) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
+
+/// A command as a participant receives it, and its acknowledgement.
+#[derive(Debug)]
+pub struct CommandDelivery {
+    /// The command.
+    pub command: crate::wire::CommandBody,
+    /// The W3C `traceparent` it carried, if any.
+    pub traceparent: Option<String>,
+    /// Fired once the reply is published; unacknowledged commands are redelivered.
+    pub ack: Ack,
+}
+
+/// The participant's side of a transport: commands in, replies out.
+pub trait ParticipantTransport: Clone + Send + Sync + 'static {
+    /// The commands for `participant` (`saga.cmd.<participant>.>`), delivered
+    /// until the returned channel is dropped.
+    fn commands(
+        &self,
+        participant: &str,
+    ) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<CommandDelivery>, TransportError>> + Send;
+
+    /// Publishes `reply` on `saga.reply.<participant>`.
+    fn reply(
+        &self,
+        participant: &str,
+        reply: &crate::wire::ReplyBody,
+        traceparent: Option<&str>,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+}

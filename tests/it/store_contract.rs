@@ -73,6 +73,7 @@ fn summary(saga_id: SagaId, status: Status, last_seq: u64) -> SagaSummary {
         started_at_ms: 1_000,
         updated_at_ms: 1_000 + last_seq as i64,
         last_seq,
+        deadline_ms: None,
     }
 }
 

@@ -64,6 +64,7 @@ pub(super) fn summary_from_row(row: &SqliteRow) -> Result<SagaSummary, StoreErro
     let saga_id: String = column(row, "saga_id")?;
     let status: String = column(row, "status")?;
     Ok(SagaSummary {
+        deadline_ms: None,
         saga_id: SagaId::parse(&saga_id).map_err(|error| StoreError::Database(format!("sqlite: stored {error}")))?,
         saga_type: column(row, "saga_type")?,
         version: from_i64(column(row, "version")?, "version")?,
