@@ -36,6 +36,9 @@ fn row(recorded: &Recorded, start_ms: i64) -> Row {
         SagaEvent::StepFailed { step: s, kind, attempt, error } => step(s, kind, *attempt, failed(error)),
         SagaEvent::AttemptFailed { step: s, kind, attempt, error } => step(s, kind, *attempt, format!("{} (will retry)", failed(error))),
         SagaEvent::AttemptTimedOut { step: s, kind, attempt } => step(s, kind, *attempt, "timed out".into()),
+        SagaEvent::DeadlineExtended { step: s, kind, attempt, deadline_ms } => {
+            step(s, kind, *attempt, format!("restart: deadline moved to {} ms from now", deadline_ms - recorded.at_ms))
+        }
         SagaEvent::RetryScheduled { step: s, kind, attempt, due_ms } => {
             step(s, kind, *attempt, format!("retry in {} ms", due_ms - recorded.at_ms))
         }

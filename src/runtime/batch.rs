@@ -70,6 +70,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             .map(|t| Append { saga_id: t.state.id, expected_seq: t.base_seq, events: t.events.clone(), summary: summary(&t.def, &t.state) })
             .collect();
         let mut retry = Vec::new();
+        self.metrics.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.store.append(&appends).await {
             Ok(outcomes) => {
                 for (append, outcome) in appends.iter().zip(outcomes) {
@@ -110,9 +111,9 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             (Some((def, state)), _) => (def, Some(state)),
             (None, Some(saga_type)) => match self.definitions.current(&saga_type) {
                 Some(def) => (def, None),
-                None => return self.fail(item, EngineError::UnknownSagaType(saga_type)),
+                None => return self.unknown_type(item, saga_type).await,
             },
-            (None, None) => return self.unknown_saga(item, saga_id),
+            (None, None) => return self.unknown_saga(item, saga_id).await,
         };
         let ctx = Context { now_ms, jitter: self.rng.unit() };
         let (events, answer) = match saga::decide(&def, saga_id, state.as_ref(), &input, &ctx) {
@@ -121,6 +122,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             Err(rejection) => match (saga::ignored(&input, &rejection), state.is_some()) {
                 (Some(event), true) => {
                     tracing::info!(%saga_id, input = %input, reason = %rejection, "input ignored");
+                    self.metrics.ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     (vec![event], Answer::Done)
                 }
                 _ => return self.refuse(item, saga_id, rejection),
@@ -179,15 +181,43 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         }
     }
 
-    /// A reply or operator request for a saga that has no log.
-    fn unknown_saga(&mut self, item: Work, saga_id: SagaId) {
+    /// A reply or operator request for a saga that has no log. A message
+    /// is kept as poison (there is no saga log to record it in).
+    async fn unknown_saga(&mut self, item: Work, saga_id: SagaId) {
         match item {
-            Work::Delivery(d) => {
-                tracing::warn!(%saga_id, message = ?d.message, "message for an unknown saga ignored");
-                d.ack.ack();
-            }
+            Work::Delivery(d) => self.poison(d, format!("no saga {saga_id}")).await,
             other => self.fail(other, EngineError::UnknownSaga(saga_id)),
         }
+    }
+
+    /// A start for a saga type nobody defined: poison for a message, an
+    /// error for a request.
+    async fn unknown_type(&mut self, item: Work, saga_type: String) {
+        match item {
+            Work::Delivery(d) => self.poison(d, format!("unknown saga type {saga_type:?}")).await,
+            other => self.fail(other, EngineError::UnknownSagaType(saga_type)),
+        }
+    }
+
+    /// Keeps a message the engine cannot use for operators, counts it and
+    /// acknowledges it so it never blocks the consumer.
+    async fn poison(&mut self, delivery: Delivery, reason: String) {
+        let (subject, payload) = match &delivery.message {
+            Inbound::Start { saga_type, saga_id, input } => {
+                (format!("start.{saga_type}"), serde_json::json!({ "saga_id": saga_id.map(|id| id.to_string()), "input": input }))
+            }
+            Inbound::Reply { saga_id, reply } => (
+                format!("reply.{}", reply.participant),
+                serde_json::json!({ "saga_id": saga_id.to_string(), "step": reply.step, "kind": reply.kind, "attempt": reply.attempt }),
+            ),
+        };
+        tracing::warn!(%subject, %reason, "poison message");
+        self.metrics.poison.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let record = crate::store::PoisonRecord { subject, reason, payload: payload.to_string().into_bytes(), received_at_ms: self.clock.now_ms() };
+        if let Err(error) = self.store.record_poison(&record).await {
+            tracing::warn!(%error, "poison message not kept");
+        }
+        delivery.ack.ack();
     }
 
     /// Tells the item's caller it failed. A message stays unacknowledged
@@ -293,7 +323,7 @@ fn answer_item(item: Work, answer: Answer, saga_id: SagaId, status: Status) {
 }
 
 /// The projection row for the saga as it is now.
-fn summary(def: &SagaDefinition, state: &SagaState) -> SagaSummary {
+pub(super) fn summary(def: &SagaDefinition, state: &SagaState) -> SagaSummary {
     SagaSummary {
         saga_id: state.id,
         saga_type: state.saga_type.clone(),

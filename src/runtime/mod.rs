@@ -17,6 +17,7 @@
 mod batch;
 mod clock;
 mod definitions;
+pub mod relay;
 mod timers;
 
 pub use clock::Clock;
@@ -46,6 +47,24 @@ pub const BATCH_MAX: usize = 256;
 pub const CONFLICT_RETRIES_MAX: u32 = 8;
 /// Delay before a deadline whose commit failed is tried again.
 pub const STORE_RETRY_MS: i64 = 1_000;
+/// How often the engine asks the store for deadlines due (including
+/// those of sagas another engine touched last).
+pub const CLAIM_POLL_MS: i64 = 200;
+/// How long a claimed deadline is this engine's alone.
+pub const CLAIM_LEASE_MS: i64 = 30_000;
+
+/// Counters the engine keeps (exported as metrics by the ops API).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Inbound messages kept as poison.
+    pub poison: std::sync::atomic::AtomicU64,
+    /// Inputs recorded as ignored.
+    pub ignored: std::sync::atomic::AtomicU64,
+    /// Commands published.
+    pub commands: std::sync::atomic::AtomicU64,
+    /// Group commits.
+    pub appends: std::sync::atomic::AtomicU64,
+}
 
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +179,7 @@ pub struct Engine<S, T> {
     timers: Timers,
     requests: mpsc::Receiver<Request>,
     handle: EngineHandle,
+    metrics: Arc<Metrics>,
 }
 
 impl<S: EventStore, T: Transport> Engine<S, T> {
@@ -181,12 +201,18 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             timers: Timers::default(),
             requests,
             handle: EngineHandle { requests: tx },
+            metrics: Arc::default(),
         })
     }
 
     /// A handle for starting sagas and operator verbs.
     pub fn handle(&self) -> EngineHandle {
         self.handle.clone()
+    }
+
+    /// The engine's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Recovers, then runs until `shutdown` resolves or `inbound` closes.
@@ -198,8 +224,10 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     ) -> Result<(), EngineError> {
         self.recover().await?;
         tokio::pin!(shutdown);
+        let mut next_claim_ms = self.clock.now_ms();
         loop {
-            let wake = self.timers.next_ms().map(|at| self.clock.instant_at(at));
+            let wake_ms = self.timers.next_ms().map_or(next_claim_ms, |at| at.min(next_claim_ms));
+            let wake = self.clock.instant_at(wake_ms);
             let first = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -208,9 +236,16 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                     None => break,
                 },
                 Some(request) = self.requests.recv() => Some(batch::Work::Request(request)),
-                () = sleep_until(wake) => None,
+                () = tokio::time::sleep_until(wake) => None,
             };
-            let work = self.gather(first, &mut inbound);
+            let mut work = self.gather(first, &mut inbound);
+            let now_ms = self.clock.now_ms();
+            if now_ms >= next_claim_ms || self.timers.next_ms().is_some_and(|at| at <= now_ms) {
+                let claimed = self.claim_due(now_ms, work.len()).await;
+                work.extend(claimed.iter().copied().map(batch::Work::Timer));
+                let full = claimed.len() >= self.config.batch_max.saturating_sub(1);
+                next_claim_ms = if full { now_ms } else { now_ms + CLAIM_POLL_MS };
+            }
             if !work.is_empty() {
                 self.process(work).await;
             }
@@ -223,8 +258,6 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     fn gather(&mut self, first: Option<batch::Work>, inbound: &mut mpsc::Receiver<Delivery>) -> Vec<batch::Work> {
         let max = self.config.batch_max.max(1);
         let mut work: Vec<batch::Work> = first.into_iter().collect();
-        let due = self.timers.pop_due(self.clock.now_ms(), max.saturating_sub(work.len()));
-        work.extend(due.into_iter().map(batch::Work::Timer));
         while work.len() < max {
             match inbound.try_recv() {
                 Ok(d) => work.push(batch::Work::Delivery(d)),
@@ -240,15 +273,35 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         work
     }
 
-    /// Folds every unfinished saga and carries out what is outstanding.
+    /// Deadlines due, claimed in the store so that exactly one engine
+    /// fires each. Local timers only say when to ask.
+    async fn claim_due(&mut self, now_ms: i64, taken: usize) -> Vec<SagaId> {
+        self.timers.pop_due(now_ms, usize::MAX);
+        let room = u32::try_from(self.config.batch_max.saturating_sub(taken).max(1)).unwrap_or(u32::MAX);
+        match self.store.claim_due(now_ms, CLAIM_LEASE_MS, room).await {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::warn!(%error, "could not claim due deadlines; trying again at the next poll");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Folds every unfinished saga, records the grace of each attempt in
+    /// flight (one group commit per page), and carries out what is outstanding.
     async fn recover(&mut self) -> Result<(), EngineError> {
         let filter = ListFilter { statuses: vec![Status::Running, Status::Compensating], ..ListFilter::default() };
         let recovery = Recovery { now_ms: self.clock.now_ms(), ack_wait_ms: self.config.ack_wait_ms };
         let (mut cursor, mut recovered) = (None, 0usize);
         loop {
             let page = self.store.list(&filter, cursor, PAGE_SIZE_MAX).await?;
+            let mut loaded = Vec::new();
             for summary in &page.sagas {
-                let Some((def, state)) = self.load(summary.saga_id).await? else { continue };
+                if let Some(found) = self.load(summary.saga_id).await? {
+                    loaded.push(found);
+                }
+            }
+            for (def, state) in self.record_extensions(loaded, recovery).await? {
                 let effects = saga::outstanding(&def, &state, recovery);
                 self.cache.insert(state.id, (def, state.clone()));
                 self.carry_out(state.id, effects).await;
@@ -261,6 +314,32 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         }
         tracing::info!(recovered, "recovery done");
         Ok(())
+    }
+
+    /// Appends a `deadline_extended` for every saga with an attempt in
+    /// flight; a saga another engine changed meanwhile is left to it.
+    async fn record_extensions(
+        &mut self,
+        loaded: Vec<(Arc<SagaDefinition>, SagaState)>,
+        recovery: Recovery,
+    ) -> Result<Vec<(Arc<SagaDefinition>, SagaState)>, EngineError> {
+        let mut appends = Vec::new();
+        let mut after = Vec::new();
+        for (def, mut state) in loaded {
+            let Some(event) = saga::extension(&def, &state, recovery) else {
+                after.push((def, state));
+                continue;
+            };
+            let expected_seq = state.seq;
+            let recorded = saga::Recorded { seq: expected_seq + 1, at_ms: recovery.now_ms, event };
+            saga::evolve(&mut state, &def, &recorded);
+            appends.push(crate::store::Append { saga_id: state.id, expected_seq, events: vec![recorded], summary: batch::summary(&def, &state) });
+            after.push((def, state));
+        }
+        let outcomes = self.store.append(&appends).await?;
+        let conflicted: Vec<SagaId> =
+            appends.iter().zip(outcomes).filter(|(_, o)| *o != crate::store::AppendOutcome::Committed).map(|(a, _)| a.saga_id).collect();
+        Ok(after.into_iter().filter(|(_, s)| !conflicted.contains(&s.id)).collect())
     }
 
     /// The saga's definition and state: from the cache, else folded from its log.
@@ -280,6 +359,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         for effect in effects {
             match effect {
                 saga::Effect::Send(command) => {
+                    self.metrics.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Err(error) = self.transport.send(&command).await {
                         // The deadline is armed: the timeout turns this into a retry.
                         tracing::warn!(%saga_id, step = %command.step, kind = %command.kind, attempt = command.attempt, %error, "command not published");
@@ -289,12 +369,5 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                 saga::Effect::DisarmTimer => self.timers.disarm(saga_id),
             }
         }
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

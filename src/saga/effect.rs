@@ -95,6 +95,18 @@ pub struct Recovery {
     pub ack_wait_ms: i64,
 }
 
+/// The event a restart records for an attempt in flight: its deadline
+/// pushed back to at least the step's timeout plus the ack wait from the
+/// restart, so a reply that arrived in time (and may be held, unacknowledged,
+/// by the process that died) is never turned into a timeout (SPEC §2).
+/// Recorded, not just armed, so every engine sharing the store sees it.
+pub fn extension(def: &SagaDefinition, state: &SagaState, recovery: Recovery) -> Option<SagaEvent> {
+    let Phase::Awaiting { step, kind, attempt, deadline_ms } = state.phase else { return None };
+    let timeout = i64::try_from(def.steps.get(step)?.timeout_ms).unwrap_or(i64::MAX);
+    let grace = recovery.now_ms.saturating_add(timeout).saturating_add(recovery.ack_wait_ms);
+    (deadline_ms < grace).then(|| SagaEvent::DeadlineExtended { step: def.steps[step].name.clone(), kind, attempt, deadline_ms: grace })
+}
+
 /// What a saga loaded after a restart still needs: the command of an
 /// attempt in flight, re-sent with the same idempotency key and message id,
 /// and its timer. The deadline is pushed back to at least the step's

@@ -84,6 +84,19 @@ pub enum SagaEvent {
         /// The attempt that ended.
         attempt: u32,
     },
+    /// The orchestrator restarted while the attempt was in flight: its
+    /// reply may still be held by the process that died, so the attempt
+    /// gets until `deadline_ms` (SPEC §2).
+    DeadlineExtended {
+        /// The step.
+        step: StepName,
+        /// Action or compensation.
+        kind: Kind,
+        /// The attempt in flight.
+        attempt: u32,
+        /// The new deadline (ms since the epoch).
+        deadline_ms: i64,
+    },
     /// The next attempt is sent when `due_ms` has passed (backoff with jitter).
     RetryScheduled {
         /// The step.
@@ -156,6 +169,7 @@ impl SagaEvent {
             SagaEvent::StepFailed { .. } => "step_failed",
             SagaEvent::AttemptFailed { .. } => "attempt_failed",
             SagaEvent::AttemptTimedOut { .. } => "attempt_timed_out",
+            SagaEvent::DeadlineExtended { .. } => "deadline_extended",
             SagaEvent::RetryScheduled { .. } => "retry_scheduled",
             SagaEvent::CompensationStarted { .. } => "compensation_started",
             SagaEvent::SagaCompleted {} => "saga_completed",
@@ -236,6 +250,7 @@ mod tests {
             SagaEvent::AttemptFailed { step: step.clone(), kind: Kind::Compensation, attempt: 3, error: None },
             SagaEvent::AttemptTimedOut { step: step.clone(), kind: Kind::Action, attempt: 1 },
             SagaEvent::RetryScheduled { step: step.clone(), kind: Kind::Action, attempt: 2, due_ms: 5 },
+            SagaEvent::DeadlineExtended { step: step.clone(), kind: Kind::Action, attempt: 2, deadline_ms: 7 },
             SagaEvent::CompensationStarted { reason: "r".into() },
             SagaEvent::SagaCompleted {},
             SagaEvent::SagaCompensated {},

@@ -22,7 +22,7 @@ mod tests;
 
 pub use backoff::delay_ms;
 pub use decide::{decide, ignored, Context, Rejection};
-pub use effect::{command, effects, outstanding, Command, Effect, Recovery};
+pub use effect::{command, effects, extension, outstanding, Command, Effect, Recovery};
 pub use event::{decode, encode, DecodeError, OperatorVerb, Recorded, SagaEvent, SCHEMA_VERSION};
 pub use ids::{idempotency_key, message_id, SagaId, SagaIdError};
 pub use input::{Input, Reply, ReplyStatus};

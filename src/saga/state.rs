@@ -301,6 +301,14 @@ pub fn evolve(state: &mut SagaState, def: &SagaDefinition, recorded: &Recorded) 
             state.steps[i].track_mut(*kind).error = error.clone();
         }
         SagaEvent::AttemptTimedOut { .. } => {}
+        SagaEvent::DeadlineExtended { step, kind, attempt, deadline_ms } => {
+            let Some(i) = index(step.as_str()) else { return };
+            if let Phase::Awaiting { step: s, kind: k, attempt: a, deadline_ms: d } = &mut state.phase {
+                if (*s, *k, *a) == (i, *kind, *attempt) {
+                    *d = *deadline_ms;
+                }
+            }
+        }
         SagaEvent::RetryScheduled { step, kind, attempt, due_ms } => {
             let Some(i) = index(step.as_str()) else { return };
             state.phase = Phase::BackingOff { step: i, kind: *kind, attempt: *attempt, due_ms: *due_ms };

@@ -511,6 +511,24 @@ fn recovery_resends_the_attempt_in_flight_and_extends_its_deadline() {
 }
 
 #[test]
+fn a_restart_records_the_grace_of_an_attempt_in_flight() {
+    let def = trip();
+    let state = given(def.clone(), at_step(&def, 1)).state().unwrap();
+    let restart = NOW + 10;
+    let event = extension(&def, &state, Recovery { now_ms: restart, ack_wait_ms: 30_000 }).expect("an extension");
+    let deadline_ms = restart + TIMEOUT + 30_000;
+    assert_eq!(event, SagaEvent::DeadlineExtended { step: step("hotel"), kind: Kind::Action, attempt: 1, deadline_ms });
+    let mut events = at_step(&def, 1);
+    events.push(event);
+    let g = given(def.clone(), events);
+    // The old deadline no longer times the attempt out; the new one does.
+    assert_eq!(g.when_at(Input::DeadlinePassed, NOW + TIMEOUT), Err(Rejection::NothingDue));
+    assert_eq!(g.when_at(Input::DeadlinePassed, deadline_ms).unwrap()[0], timed_out("hotel", Kind::Action, 1));
+    // A deadline already far enough away needs no extension.
+    assert_eq!(extension(&def, &g.state().unwrap(), Recovery { now_ms: restart, ack_wait_ms: 30_000 }), None);
+}
+
+#[test]
 fn recovery_keeps_a_backoff_and_leaves_a_stuck_saga_alone() {
     let def = trip();
     let mut events = at_step(&def, 1);

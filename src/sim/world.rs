@@ -435,8 +435,9 @@ impl<'a> World<'a> {
         self.schedule(at, WorldEvent::Restart);
     }
 
-    /// Recovery: fold every unfinished saga, re-send what is in flight,
-    /// re-arm deadlines; then the broker redelivers what was held.
+    /// Recovery, as the runtime does it: fold every unfinished saga, record
+    /// the grace of an attempt in flight, re-send it, re-arm deadlines; then
+    /// the broker redelivers what was held.
     fn restart(&mut self) {
         self.trace("orchestrator restarts and recovers".into());
         self.up = true;
@@ -447,6 +448,13 @@ impl<'a> World<'a> {
             if state.status.is_terminal() {
                 continue;
             }
+            let state = match saga::extension(self.def, &state, recovery) {
+                Some(event) => match self.append(saga_id, Some(state), &[event]) {
+                    Some(state) => state,
+                    None => continue,
+                },
+                None => state,
+            };
             for effect in saga::outstanding(self.def, &state, recovery) {
                 self.carry_out(saga_id, effect);
             }
