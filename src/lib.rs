@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod definition;
 pub mod loader;
+pub mod ops;
 pub mod runtime;
 pub mod saga;
 pub mod sim;

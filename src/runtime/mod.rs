@@ -171,7 +171,7 @@ impl EngineHandle {
 pub struct Engine<S, T> {
     store: S,
     transport: T,
-    definitions: Definitions,
+    definitions: Arc<Definitions>,
     config: EngineConfig,
     clock: Clock,
     rng: Rng,
@@ -186,7 +186,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     /// An engine serving `catalog`; records its definitions in `store`
     /// (refusing changed content under a recorded version).
     pub async fn new(store: S, transport: T, catalog: &Catalog, config: EngineConfig) -> Result<Self, EngineError> {
-        let definitions = Definitions::record(catalog, &store).await?;
+        let definitions = Arc::new(Definitions::record(catalog, &store).await?);
         let (tx, requests) = mpsc::channel(REQUEST_QUEUE_MAX);
         let clock = Clock::system();
         let seed = u64::try_from(clock.now_ms()).unwrap_or(0) ^ u64::from(std::process::id()).rotate_left(32);
@@ -208,6 +208,11 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     /// A handle for starting sagas and operator verbs.
     pub fn handle(&self) -> EngineHandle {
         self.handle.clone()
+    }
+
+    /// The definitions the engine serves, by version (shared with the ops API).
+    pub fn definitions(&self) -> Arc<Definitions> {
+        self.definitions.clone()
     }
 
     /// The engine's counters.
