@@ -5,7 +5,12 @@
 //! ([`ApiError`]'s `IntoResponse`). Handlers read the store directly and
 //! send what changes state (start, operator verbs) to the engine.
 
+mod list;
+mod operate;
 mod sagas;
+
+pub use list::PAGE_SIZE_DEFAULT;
+pub use operate::{constant_time_eq, REASON_BYTES_MAX};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -61,6 +66,8 @@ pub struct Ops<S> {
     pub readiness: Arc<Readiness>,
     /// The engine's counters.
     pub metrics: Arc<Metrics>,
+    /// The bearer token for operator verbs (`None`: verbs are off).
+    pub token: Option<String>,
 }
 
 /// The router of the ops API.
@@ -69,6 +76,8 @@ pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz::<S>))
         .merge(sagas::routes::<S>())
+        .merge(list::routes::<S>())
+        .merge(operate::routes::<S>())
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(Arc::new(ops))
 }
@@ -81,7 +90,11 @@ async fn readyz<S: EventStore>(axum::extract::State(ops): axum::extract::State<A
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 

@@ -31,7 +31,10 @@ struct StartRequest {
     input: Value,
 }
 
-async fn start<S: EventStore>(State(ops): State<Arc<Ops<S>>>, body: Result<Json<StartRequest>, JsonRejection>) -> Result<Response, ApiError> {
+async fn start<S: EventStore>(
+    State(ops): State<Arc<Ops<S>>>,
+    body: Result<Json<StartRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed body", e.body_text()))?;
     let saga_id = request.saga_id.as_deref().map(parse_id).transpose()?;
     let started = ops.engine.start(&request.saga_type, saga_id, request.input).await?;
@@ -56,7 +59,8 @@ pub(super) async fn load<S: EventStore>(ops: &Ops<S>, id: SagaId) -> Result<(Arc
 async fn detail<S: EventStore>(State(ops): State<Arc<Ops<S>>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let (def, log) = load(&ops, id).await?;
-    let state = saga::fold(&def, id, &log).ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt log", "the log does not fold"))?;
+    let state = saga::fold(&def, id, &log)
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt log", "the log does not fold"))?;
     let mut body = state_json(&def, &state);
     body["events"] = log.iter().map(event_json).collect();
     Ok(Json(body))

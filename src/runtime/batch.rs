@@ -213,7 +213,8 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         };
         tracing::warn!(%subject, %reason, "poison message");
         self.metrics.poison.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let record = crate::store::PoisonRecord { subject, reason, payload: payload.to_string().into_bytes(), received_at_ms: self.clock.now_ms() };
+        let record =
+            crate::store::PoisonRecord { subject, reason, payload: payload.to_string().into_bytes(), received_at_ms: self.clock.now_ms() };
         if let Err(error) = self.store.record_poison(&record).await {
             tracing::warn!(%error, "poison message not kept");
         }

@@ -338,7 +338,12 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             let expected_seq = state.seq;
             let recorded = saga::Recorded { seq: expected_seq + 1, at_ms: recovery.now_ms, event };
             saga::evolve(&mut state, &def, &recorded);
-            appends.push(crate::store::Append { saga_id: state.id, expected_seq, events: vec![recorded], summary: batch::summary(&def, &state) });
+            appends.push(crate::store::Append {
+                saga_id: state.id,
+                expected_seq,
+                events: vec![recorded],
+                summary: batch::summary(&def, &state),
+            });
             after.push((def, state));
         }
         let outcomes = self.store.append(&appends).await?;

@@ -64,7 +64,14 @@ async fn app() -> App {
     }
     let engine = Engine::new(store.clone(), transport, &catalog, EngineConfig::default()).await.expect("engine");
     let readiness = Arc::new(Readiness::default());
-    let ops = Ops { engine: engine.handle(), store, definitions: engine.definitions(), readiness: readiness.clone(), metrics: engine.metrics() };
+    let ops = Ops {
+        engine: engine.handle(),
+        store,
+        definitions: engine.definitions(),
+        readiness: readiness.clone(),
+        metrics: engine.metrics(),
+        token: Some("s3cret".into()),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(engine.run(inbound, async move {
         let _ = stopped.await;
@@ -119,8 +126,14 @@ async fn start_is_idempotent_and_the_detail_shows_steps_and_events() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(detail["status"], "completed", "{detail}");
-    assert_eq!((detail["saga_type"].clone(), detail["version"].clone(), detail["input"].clone()), (json!("trip"), json!(1), json!({"who": "ada"})));
-    assert_eq!(detail["steps"][0], json!({"name": "flight", "status": "succeeded", "attempts": 1, "compensation_attempts": 0, "output": {"ref": "flight"}}));
+    assert_eq!(
+        (detail["saga_type"].clone(), detail["version"].clone(), detail["input"].clone()),
+        (json!("trip"), json!(1), json!({"who": "ada"}))
+    );
+    assert_eq!(
+        detail["steps"][0],
+        json!({"name": "flight", "status": "succeeded", "attempts": 1, "compensation_attempts": 0, "output": {"ref": "flight"}})
+    );
     let types: Vec<&str> = detail["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(types, ["saga_started", "command_sent", "step_succeeded", "command_sent", "step_succeeded", "saga_completed"]);
     let first = &detail["events"][0];
@@ -145,4 +158,100 @@ async fn errors_are_json_with_fitting_status_codes() {
         assert_eq!(json["error"], error, "{json}");
         assert!(json["detail"].as_str().is_some_and(|d| !d.is_empty()), "{json}");
     }
+}
+
+async fn completed_saga(app: &App, id: &str) {
+    let body = json!({"saga_type": "trip", "saga_id": id}).to_string();
+    assert_eq!(call(app, "POST", "/sagas", Some(&body)).await.0, StatusCode::CREATED);
+    for _ in 0..200 {
+        if call(app, "GET", &format!("/sagas/{id}"), None).await.1["status"] == "completed" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("saga {id} did not complete");
+}
+
+#[tokio::test]
+async fn the_list_filters_and_pages_with_a_cursor() {
+    let app = app().await;
+    let ids: Vec<String> = (1..=5).map(|i| format!("0190a5c4-0000-7000-8000-00000000010{i}")).collect();
+    for id in &ids {
+        completed_saga(&app, id).await;
+    }
+    let (status, page) = call(&app, "GET", "/sagas?status=completed&saga_type=trip&limit=2", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let first: Vec<&str> = page["sagas"].as_array().expect("sagas").iter().filter_map(|s| s["saga_id"].as_str()).collect();
+    assert_eq!(first, [ids[0].as_str(), ids[1].as_str()]);
+    let row = &page["sagas"][0];
+    for key in ["saga_id", "saga_type", "version", "status", "current_step", "started_at", "updated_at"] {
+        assert!(row.get(key).is_some(), "{key} missing in {row}");
+    }
+    let mut seen = first.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut cursor = page["next_cursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let (_, page) = call(&app, "GET", &format!("/sagas?limit=2&cursor={c}"), None).await;
+        seen.extend(page["sagas"].as_array().expect("sagas").iter().filter_map(|s| s["saga_id"].as_str()).map(str::to_owned));
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(call(&app, "GET", "/sagas?status=stuck", None).await.1["sagas"], json!([]));
+    assert_eq!(call(&app, "GET", "/sagas?stuck_for=30s", None).await.1["sagas"], json!([]));
+    for bad in [
+        "/sagas?status=sleepy",
+        "/sagas?limit=0",
+        "/sagas?limit=100000",
+        "/sagas?stuck_for=soon",
+        "/sagas?cursor=x",
+        "/sagas?colour=red",
+        "/sagas?started_after=yesterday",
+    ] {
+        let (status, body) = call(&app, "GET", bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn time_travel_shows_the_state_at_a_past_seq() {
+    let app = app().await;
+    let id = "0190a5c4-0000-7000-8000-000000000201";
+    completed_saga(&app, id).await;
+    let (status, then) = call(&app, "GET", &format!("/sagas/{id}/state?at_seq=3"), None).await;
+    assert_eq!(status, StatusCode::OK, "{then}");
+    assert_eq!((then["status"].clone(), then["seq"].clone()), (json!("running"), json!(3)));
+    assert_eq!(then["steps"][0]["status"], "succeeded");
+    assert_eq!(then["steps"][1]["status"], "pending");
+    let (_, now) = call(&app, "GET", &format!("/sagas/{id}/state?at=2999-01-01T00:00:00Z"), None).await;
+    assert_eq!(now["status"], "completed");
+    let (status, _) = call(&app, "GET", &format!("/sagas/{id}/state?at=1999-01-01T00:00:00Z"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, "GET", &format!("/sagas/{id}/state"), None).await.0, StatusCode::BAD_REQUEST);
+}
+
+async fn operate(app: &App, id: &str, verb: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+    let mut request = Request::builder().method("POST").uri(format!("/sagas/{id}/{verb}")).header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = app.router.clone().oneshot(request.body(Body::from(body.to_owned())).expect("request")).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn operator_verbs_need_the_token_and_a_status_that_allows_them() {
+    let app = app().await;
+    let id = "0190a5c4-0000-7000-8000-000000000301";
+    completed_saga(&app, id).await;
+    let reason = r#"{"reason": "customer called"}"#;
+    assert_eq!(operate(&app, id, "abort", None, reason).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(operate(&app, id, "abort", Some("wrong"), reason).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = operate(&app, id, "abort", Some("s3cret"), reason).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a completed saga cannot be aborted: {body}");
+    assert_eq!(operate(&app, id, "retry", Some("s3cret"), reason).await.0, StatusCode::CONFLICT);
+    assert_eq!(operate(&app, id, "dance", Some("s3cret"), reason).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(operate(&app, id, "abort", Some("s3cret"), "{}").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(operate(&app, id, "abort", Some("s3cret"), r#"{"reason": " "}"#).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(operate(&app, "0190a5c4-0000-7000-8000-00000000ffff", "abort", Some("s3cret"), reason).await.0, StatusCode::NOT_FOUND);
 }
