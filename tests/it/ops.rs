@@ -101,6 +101,10 @@ async fn health_and_readiness() {
     assert_eq!(body["waiting_for"], json!(["migrations", "streams", "consumers"]));
     app.readiness.all_ready();
     assert_eq!(call(&app, "GET", "/readyz", None).await.0, StatusCode::OK);
+    let response = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body").to_vec()).expect("utf-8");
+    assert!(text.contains("# TYPE jetsaga_poison_messages_total counter\njetsaga_poison_messages_total 0\n"), "{text}");
 }
 
 #[tokio::test]
