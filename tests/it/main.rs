@@ -2,6 +2,7 @@
 
 mod cli;
 mod definitions;
+mod participant;
 mod runtime;
 mod simulation;
 mod store_contract;
