@@ -30,7 +30,8 @@
 //!         let room = 7; // book it, in the same transaction as the idempotency record
 //!         Ok::<_, BoxError>(ReplyBody::ok(&command, Some(serde_json::json!({ "room": room }))))
 //!     }));
-//! serve(transport, "hotels", hotels, tokio::signal::ctrl_c().await.map(|_| ()).unwrap_or(())).await
+//! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+//! serve(transport, "hotels", hotels, shutdown).await
 //! # }
 //! ```
 
