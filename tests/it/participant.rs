@@ -413,3 +413,12 @@ async fn a_silent_participant_is_recovered_by_the_orchestrators_timeout() {
     assert_eq!((trip.ledger.total(), trip.ledger.duplicates()), (30, Vec::<String>::new()));
     trip.stop().await;
 }
+
+#[test]
+fn the_python_participant_in_the_docs_is_the_checked_in_script() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let doc = std::fs::read_to_string(format!("{root}/docs/participants.md")).expect("docs/participants.md");
+    let script = std::fs::read_to_string(format!("{root}/tests/python/hotels_participant.py")).expect("the script");
+    assert!(doc.contains(&format!("```python\n{script}```")), "docs/participants.md must include the script verbatim");
+    assert!(script.lines().count() <= 40, "the Python participant stays under 40 lines");
+}
