@@ -8,6 +8,7 @@
 //! - [`store`]: the event store port and its adapters (memory, SQLite).
 //! - [`transport`]: the transport port and the in-process adapter.
 //! - [`runtime`]: the engine loop, durable timers, recovery, shutdown.
+//! - [`participant`]: the participant SDK: services, idempotency, simulated participants.
 //! - [`loader`]: reads a definitions directory from disk.
 //! - [`cli`]: the `jetsaga` subcommands.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod definition;
 pub mod loader;
 pub mod ops;
+pub mod participant;
 pub mod runtime;
 pub mod saga;
 pub mod sim;

@@ -1,7 +1,7 @@
 //! `jetsaga demo`: the trip booking on the embedded default.
 //!
-//! In-process participants (the payment service refuses one card), the
-//! in-memory transport and a SQLite file: one saga completes, one is
+//! The SDK's simulated participants (no faults; the payment service
+//! refuses one card), the in-memory transport and a SQLite file: one saga completes, one is
 //! compensated, and both timelines are printed from the store.
 
 use std::path::{Path, PathBuf};
@@ -12,21 +12,22 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::definition::{Catalog, Kind};
+use crate::definition::Catalog;
 use crate::loader;
+use crate::participant::{self, EffectLedger, SimulationConfig, DECLINED_CARD};
 use crate::runtime::{Engine, EngineConfig, EngineHandle, INBOUND_QUEUE_MAX};
-use crate::saga::{self, Command, Reply, ReplyStatus, SagaId};
+use crate::saga::{self, SagaId};
 use crate::store::{EventStore, SqliteStore};
 use crate::transport::MemoryTransport;
 
 /// The demo definition, for when `sagas/` is not at hand.
 const TRIP_BOOKING: &str = include_str!("../../sagas/trip_booking.toml");
 
-/// The card number the payment service refuses.
-pub(super) const DECLINED_CARD: &str = "4000-0000-0000-0002";
-
 /// Longest the demo waits for its sagas.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a demo participant takes to answer, typically.
+const DEMO_LATENCY: Duration = Duration::from_millis(5);
 
 /// Runs the demo.
 pub(super) fn run(sagas: &Path, database: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -66,9 +67,13 @@ async fn demo(catalog: Catalog, path: &Path) -> anyhow::Result<()> {
     let store = SqliteStore::open(&url).await.with_context(|| format!("failed to open {url}"))?;
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
     let transport = MemoryTransport::new(inbound_tx);
-    for participant in ["flights", "hotels", "cars", "payments", "notifications"] {
-        tokio::spawn(participant_task(transport.clone(), participant));
-    }
+    let (stop_participants, participants_stopped) = oneshot::channel::<()>();
+    let config = SimulationConfig { latency: DEMO_LATENCY, ..SimulationConfig::default() };
+    let participants = participant::spawn_simulated(transport.clone(), config, EffectLedger::new(), async move {
+        let _ = participants_stopped.await;
+    })
+    .await
+    .context("failed to start the simulated participants")?;
     let engine = Engine::new(store.clone(), transport, &catalog, EngineConfig::default()).await.context("failed to start the engine")?;
     let handle = engine.handle();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -89,6 +94,10 @@ async fn demo(catalog: Catalog, path: &Path) -> anyhow::Result<()> {
     }
     let _ = stop.send(());
     running.await.context("the engine task failed")??;
+    let _ = stop_participants.send(());
+    for handle in participants {
+        handle.await.context("a participant task failed")??;
+    }
     println!("events are in {}", path.display());
     println!("  look inside: sqlite3 {} 'select saga_id, seq, event_type from events'", path.display());
     Ok(())
@@ -108,32 +117,5 @@ async fn wait_until_finished<S: EventStore>(store: &S, id: SagaId) -> anyhow::Re
         }
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "saga {id} did not finish within {DEMO_TIMEOUT:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A demo participant: answers every command after a few milliseconds;
-/// the payment service refuses [`DECLINED_CARD`].
-async fn participant_task(transport: MemoryTransport, name: &'static str) {
-    let mut commands = transport.register(name);
-    while let Some(command) = commands.recv().await {
-        tokio::time::sleep(Duration::from_millis(5 + (command.attempt as u64 * 3) % 10)).await;
-        let reply = answer(name, &command);
-        if transport.reply(&command, reply).await.is_err() {
-            return;
-        }
-    }
-}
-
-fn answer(name: &str, command: &Command) -> Reply {
-    let card = command.payload.pointer("/input/card").and_then(Value::as_str);
-    let refused = name == "payments" && command.kind == Kind::Action && card == Some(DECLINED_CARD);
-    Reply {
-        participant: command.participant.clone(),
-        step: command.step.to_string(),
-        kind: command.kind,
-        attempt: command.attempt,
-        status: if refused { ReplyStatus::Failed } else { ReplyStatus::Ok },
-        output: (!refused).then(|| json!({ "confirmation": format!("{}-{}", command.step, &command.saga_id.to_string()[..8]) })),
-        error: refused.then(|| "card declined".to_string()),
     }
 }

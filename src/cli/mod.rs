@@ -1,14 +1,16 @@
-//! The `jetsaga` command line: `check`, `demo`.
+//! The `jetsaga` command line: `check`, `demo`, `participants`.
 //!
 //! The only place that uses `anyhow`: each subcommand returns
 //! `anyhow::Result<ExitCode>` and [`run`] prints the error chain.
 
 mod check;
 mod demo;
+mod participants;
 pub mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +55,28 @@ enum Command {
         #[arg(long)]
         database: Option<PathBuf>,
     },
+    /// Serve simulated participants (flights, hotels, cars, payments,
+    /// notifications) over NATS, with seeded failures, silences and latency.
+    Participants {
+        /// Serve the SDK's simulated participants (the only kind so far).
+        #[arg(long)]
+        simulate: bool,
+        /// Chance (0 to 1) that an attempt is answered `failed`.
+        #[arg(long, default_value_t = 0.0)]
+        failure_rate: f64,
+        /// Chance (0 to 1) that an attempt is acknowledged and never answered.
+        #[arg(long, default_value_t = 0.0)]
+        silence_rate: f64,
+        /// Typical time to answer ("20ms", "1s"); each answer takes 0.5x to 1.5x of it.
+        #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+        latency: Duration,
+        /// Seed of the dice; random when omitted (printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The NATS server.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+    },
 }
 
 /// Parses the command line and runs the subcommand.
@@ -62,6 +86,9 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Check { path, cases, seed } => check::run(&path, cases, seed),
         Command::Demo { sagas, database } => demo::run(&sagas, database),
+        Command::Participants { simulate, failure_rate, silence_rate, latency, seed, nats_url } => {
+            participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url })
+        }
     };
     match result {
         Ok(code) => code,

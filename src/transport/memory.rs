@@ -4,14 +4,21 @@
 //! Used by `jetsaga demo` and by tests of the runtime. Like a broker with
 //! no subscriber, a command for a participant nobody registered is dropped
 //! (and logged); the step's timeout turns that into a retry.
+//!
+//! It is also a [`ParticipantTransport`]: `commands` registers the
+//! participant and hands out its commands as wire bodies, `reply` parses
+//! the reply body as the orchestrator would and delivers it. There is no
+//! redelivery in-process: an unacknowledged command is simply gone, and
+//! the orchestrator's timeout re-sends it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-use super::{Ack, Delivery, Inbound, Transport, TransportError};
+use super::{Ack, CommandDelivery, Delivery, Inbound, ParticipantTransport, Transport, TransportError};
 use crate::saga::{Command, Reply};
+use crate::wire;
 
 /// Most commands waiting for one participant task.
 pub const PARTICIPANT_QUEUE_MAX: usize = 1_024;
@@ -63,5 +70,37 @@ impl Transport for MemoryTransport {
                 Ok(())
             }
         }
+    }
+}
+
+impl ParticipantTransport for MemoryTransport {
+    async fn commands(&self, participant: &str) -> Result<mpsc::Receiver<CommandDelivery>, TransportError> {
+        let mut commands = self.register(participant);
+        let (tx, rx) = mpsc::channel(PARTICIPANT_QUEUE_MAX);
+        let participant = participant.to_owned();
+        tokio::spawn(async move {
+            while let Some(command) = commands.recv().await {
+                // Through the wire body, as a participant behind a broker would see it.
+                let body = match wire::parse_command(&wire::command_body(&command)) {
+                    Ok(body) => body,
+                    Err(poison) => {
+                        tracing::warn!(%participant, %poison, "a command could not be encoded; dropped");
+                        continue;
+                    }
+                };
+                let traceparent = Some(wire::traceparent(command.saga_id, u64::from(command.attempt)));
+                let delivery = CommandDelivery { command: body, traceparent, ack: Ack::none() };
+                if tx.send(delivery).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn reply(&self, participant: &str, reply: &wire::ReplyBody, _traceparent: Option<&str>) -> Result<(), TransportError> {
+        let (saga_id, reply) = wire::parse_reply(participant, &wire::reply_body(reply))
+            .map_err(|poison| TransportError::Publish(format!("reply of {participant}: {poison}")))?;
+        self.deliver(Inbound::Reply { saga_id, reply }).await
     }
 }

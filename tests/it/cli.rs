@@ -1,4 +1,4 @@
-//! The `jetsaga` binary as a user runs it: `check` and `demo`.
+//! The `jetsaga` binary as a user runs it: `check`, `demo` and `participants`.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -91,4 +91,15 @@ fn demo_runs_outside_the_checkout_with_the_built_in_definition() {
     let out = Command::new(env!("CARGO_BIN_EXE_jetsaga")).arg("demo").current_dir(dir.path()).output().expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("compensated after"));
+}
+
+#[test]
+fn participants_refuses_bad_usage_with_exit_2() {
+    let out = jetsaga(&["participants"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--simulate"), "{}", text(&out.stderr));
+    let out = jetsaga(&["participants", "--simulate", "--failure-rate", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--failure-rate 1.5"), "{}", text(&out.stderr));
+    assert_eq!(jetsaga(&["participants", "--simulate", "--latency", "soon"]).status.code(), Some(2));
 }

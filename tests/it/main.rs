@@ -3,6 +3,7 @@
 mod cli;
 mod definitions;
 mod ops;
+mod participant;
 mod runtime;
 mod simulation;
 mod store_contract;

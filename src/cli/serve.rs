@@ -1,0 +1,201 @@
+//! `jetsaga serve`: the orchestrator over NATS JetStream and a database.
+//!
+//! Start-up order: definitions → store (migrations applied) → broker
+//! (streams created) → engine (recovery) → inbound consumers, event relay
+//! and ops API. SIGTERM or SIGINT stops taking work, finishes the batch in
+//! progress and exits 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+
+use crate::loader;
+use crate::ops::{self, Ops, Readiness};
+use crate::runtime::poison::StorePoison;
+use crate::runtime::relay::{self, EventSink, RelayLag};
+use crate::runtime::{Clock, Engine, EngineConfig, INBOUND_QUEUE_MAX};
+use crate::store::{self, CommittedEvent};
+use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
+use crate::transport::TransportError;
+use crate::wire::Subjects;
+
+/// Tries to reach the database at start-up.
+pub const DATABASE_CONNECT_ATTEMPTS_MAX: u32 = 30;
+/// The relay's checkpoint name.
+pub const RELAY_NAME: &str = "saga_events";
+
+/// The flags and environment of `jetsaga serve` (SPEC §4).
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct ServeArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub(super) nats_url: String,
+    /// postgres://… or sqlite://… (the backend follows the scheme).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://jetsaga.db")]
+    pub(super) database_url: String,
+    /// Directory of saga definitions.
+    #[arg(long, default_value = "sagas")]
+    pub(super) sagas: PathBuf,
+    /// Address of the ops HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(super) listen: String,
+    /// Bearer token for operator verbs (never logged).
+    #[arg(long, env = "JETSAGA_OPS_TOKEN", hide_env_values = true)]
+    pub(super) ops_token: Option<String>,
+    /// Subject prefix (stream names derive from it).
+    #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
+    pub(super) subject_prefix: String,
+    /// NATS credentials file (JWT + nkey).
+    #[arg(long, env = "NATS_CREDS")]
+    pub(super) nats_creds: Option<PathBuf>,
+    /// NATS nkey seed.
+    #[arg(long, env = "NATS_NKEY", hide_env_values = true)]
+    pub(super) nats_nkey: Option<String>,
+    /// CA certificate to trust for NATS TLS (PEM).
+    #[arg(long, env = "NATS_TLS_CA")]
+    pub(super) nats_tls_ca: Option<PathBuf>,
+    /// Client certificate for NATS TLS (PEM).
+    #[arg(long, env = "NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub(super) nats_tls_cert: Option<PathBuf>,
+    /// Client key for NATS TLS (PEM).
+    #[arg(long, env = "NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub(super) nats_tls_key: Option<PathBuf>,
+    /// Refuse a NATS connection without TLS.
+    #[arg(long, env = "NATS_REQUIRE_TLS")]
+    pub(super) nats_require_tls: bool,
+    /// Stream replicas.
+    #[arg(long, default_value_t = 1)]
+    pub(super) stream_replicas: usize,
+    /// How long the broker drops duplicate message ids.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub(super) duplicate_window: Duration,
+    /// How long a delivered message may stay unacknowledged before redelivery.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(super) ack_wait: Duration,
+}
+
+impl ServeArgs {
+    fn jetstream(&self) -> JetStreamConfig {
+        JetStreamConfig {
+            url: self.nats_url.clone(),
+            prefix: Subjects::new(&self.subject_prefix),
+            replicas: self.stream_replicas,
+            duplicate_window: self.duplicate_window,
+            credentials_file: self.nats_creds.clone(),
+            nkey_seed: self.nats_nkey.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+            require_tls: self.nats_require_tls,
+            ack_wait: self.ack_wait,
+            ..JetStreamConfig::default()
+        }
+    }
+}
+
+/// Runs the orchestrator until a signal stops it.
+pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match loader::load(&args.sagas) {
+        Ok(catalog) => catalog,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")?;
+    runtime.block_on(serve(args, catalog))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(signals(stop_tx));
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let readiness = Arc::new(Readiness::default());
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("failed to listen on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ops API listening");
+
+    let store = connect_store(&args.database_url).await?;
+    readiness.migrated.store(true, Ordering::SeqCst);
+    let transport = JetStreamTransport::connect(args.jetstream()).await.context("failed to set up NATS JetStream")?;
+    readiness.streams.store(true, Ordering::SeqCst);
+
+    let config = EngineConfig { ack_wait_ms: i64::try_from(args.ack_wait.as_millis()).unwrap_or(i64::MAX), ..EngineConfig::default() };
+    let engine = Engine::new(store.clone(), transport.clone(), &catalog, config).await.context("failed to start the engine")?;
+    let metrics = engine.metrics();
+    let ops = Ops {
+        engine: engine.handle(),
+        store: store.clone(),
+        definitions: engine.definitions(),
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        token: args.ops_token.clone(),
+    };
+    let http = tokio::spawn(ops::serve(listener, ops::router(ops), stopped()));
+
+    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
+    let poison = StorePoison::new(store.clone(), metrics.clone());
+    let consumers = {
+        let (transport, stop) = (transport.clone(), stopped());
+        tokio::spawn(async move { transport.run_inbound(tx, poison, stop).await })
+    };
+    readiness.consumers.store(true, Ordering::SeqCst);
+    let clock = Clock::system();
+    let relay = tokio::spawn(relay::run(store.clone(), Events(transport.clone()), RELAY_NAME, Arc::new(RelayLag::default()), move || clock.now_ms(), stopped()));
+
+    let result = engine.run(inbound, stopped()).await;
+    let _ = http.await;
+    let _ = consumers.await;
+    let _ = relay.await;
+    result.context("the engine failed")?;
+    tracing::info!("serve stopped");
+    Ok(())
+}
+
+/// Connects to the database, retrying while it is not up yet.
+async fn connect_store(url: &str) -> anyhow::Result<store::AnyStore> {
+    let mut attempt = 1;
+    loop {
+        match store::open_url(url).await {
+            Ok(store) => return Ok(store),
+            Err(error) if attempt < DATABASE_CONNECT_ATTEMPTS_MAX => {
+                tracing::warn!(%error, attempt, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error).context("failed to open the event store"),
+        }
+    }
+}
+
+async fn signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot listen for signals");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = stop.send(true);
+}
+
+/// Publishes relayed events to SAGA_EVENTS.
+struct Events(JetStreamTransport);
+
+impl EventSink for Events {
+    async fn publish(&self, event: &CommittedEvent) -> Result<(), TransportError> {
+        self.0.publish_event(&event.saga_type, &event.recorded, event.saga_id).await
+    }
+}
