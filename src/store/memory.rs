@@ -182,9 +182,12 @@ impl EventStore for MemoryStore {
         due.sort_unstable();
         due.truncate(page_limit(limit) as usize);
         let until = now_ms.saturating_add(lease_ms);
-        Ok(due.into_iter().map(|(_, saga_id)| {
-            inner.claims.insert(saga_id, until);
-            saga_id
-        }).collect())
+        Ok(due
+            .into_iter()
+            .map(|(_, saga_id)| {
+                inner.claims.insert(saga_id, until);
+                saga_id
+            })
+            .collect())
     }
 }

@@ -34,7 +34,10 @@ pub(super) async fn poison(pool: &SqlitePool, limit: u32) -> Result<Vec<PoisonRe
             .fetch_all(pool)
             .await
             .map_err(db("reading poison messages"))?;
-    Ok(rows.into_iter().map(|(subject, reason, payload, received_at_ms)| PoisonRecord { subject, reason, payload, received_at_ms }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(subject, reason, payload, received_at_ms)| PoisonRecord { subject, reason, payload, received_at_ms })
+        .collect())
 }
 
 pub(super) async fn committed_after(pool: &SqlitePool, after: RelayCursor, limit: u32) -> Result<Vec<CommittedEvent>, StoreError> {
