@@ -22,7 +22,7 @@ use jetsaga::store::{
 };
 use serde_json::json;
 use tempfile::TempDir;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -48,6 +48,7 @@ const FEED_WAIT_MS: u64 = 20_000;
 
 static PG_SCHEMAS: AtomicU32 = AtomicU32::new(0);
 static PG_SLOTS: Semaphore = Semaphore::const_new(PG_TESTS_AT_ONCE);
+static PG_SWEPT: OnceCell<()> = OnceCell::const_new();
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
@@ -58,6 +59,7 @@ fn database_url() -> String {
 async fn postgres_store_in_schema() -> (PostgresStore, String, SemaphorePermit<'static>) {
     let url = database_url();
     let slot = PG_SLOTS.acquire().await.expect("the semaphore is never closed");
+    PG_SWEPT.get_or_init(|| sweep_dead_schemas(&url)).await;
     let schema = format!("jetsaga_test_{}_{}", std::process::id(), PG_SCHEMAS.fetch_add(1, Ordering::Relaxed));
     match PostgresStore::connect_schema(&url, &schema).await {
         Ok(store) => (store, schema, slot),
@@ -65,6 +67,26 @@ async fn postgres_store_in_schema() -> (PostgresStore, String, SemaphorePermit<'
             "PostgreSQL is required for the store contract tests and is not usable at {url} ({error}); \
              run scripts/services (as root) to start it, or set DATABASE_URL"
         ),
+    }
+}
+
+/// Drops the schemas earlier test runs left behind, once per run: only
+/// those whose process (`jetsaga_test_<pid>_…`) is gone, so a concurrent
+/// run keeps its own. Best effort: an unreachable server fails the test
+/// that follows, with the message above.
+async fn sweep_dead_schemas(url: &str) {
+    use sqlx::{Connection, PgConnection};
+    let Ok(mut conn) = PgConnection::connect(url).await else { return };
+    let schemas: Vec<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'jetsaga\\_test\\_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+    for schema in schemas {
+        let pid = schema.trim_start_matches("jetsaga_test_").split('_').next().unwrap_or_default();
+        let plain = !pid.is_empty() && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if plain && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&mut conn).await;
+        }
     }
 }
 
