@@ -253,6 +253,29 @@ async fn concurrent_appends_one_wins_per_seq<S: EventStore>(store: S) {
     assert_eq!(seqs(&store.load(id(1), None).await.unwrap()), vec![1, 2, 3]);
 }
 
+/// Two engines starting the same saga at once: no row to lock yet, so the
+/// (saga_id, seq) uniqueness decides, and the loser sees a conflict.
+async fn concurrent_creators_of_one_saga_one_wins<S: EventStore>(store: S) {
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.append(&[append(id(1), 0, 2), append(id(2), 0, 1)]).await })
+        })
+        .collect();
+    let mut committed = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap().as_slice() {
+            [AppendOutcome::Committed, AppendOutcome::Committed] => committed += 1,
+            [AppendOutcome::Conflict { actual_seq: 2 }, AppendOutcome::Conflict { actual_seq: 1 }] => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(committed, 1);
+    assert_eq!(seqs(&store.load(id(1), None).await.unwrap()), vec![1, 2]);
+    assert_eq!(store.summary(id(2)).await.unwrap().map(|s| s.last_seq), Some(1));
+}
+
 async fn concurrent_writers_that_retry_keep_the_log_contiguous<S: EventStore>(store: S) {
     let store = Arc::new(store);
     append_ok(&*store, vec![append(id(1), 0, 1)]).await;
@@ -574,7 +597,7 @@ macro_rules! contract_suite {
             contract_suite!(@tests $make;
                 round_trips_every_event_type, loads_up_to_seq, unknown_saga_is_empty, empty_batch_commits_nothing,
                 stale_expected_seq_conflicts_alone, new_saga_twice_conflicts, one_batch_may_append_to_a_saga_twice, malformed_append_is_an_error_and_commits_nothing,
-                concurrent_appends_one_wins_per_seq, concurrent_writers_that_retry_keep_the_log_contiguous,
+                concurrent_appends_one_wins_per_seq, concurrent_creators_of_one_saga_one_wins, concurrent_writers_that_retry_keep_the_log_contiguous,
                 group_commits_a_hundred_sagas, summary_follows_each_append, list_filters_narrow,
                 cursor_walks_every_saga_once_in_order, limit_is_clamped, definitions_are_recorded_once,
                 claim_due_takes_due_unclaimed_sagas_oldest_first, an_append_ends_a_claim, claim_due_limit_is_clamped,
