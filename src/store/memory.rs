@@ -1,6 +1,7 @@
 //! The in-memory event store: the same semantics as SQLite (conflicts,
-//! projection, filters, cursor, definitions) with nothing on disk, for
-//! tests and for driving the runtime without a database.
+//! projection, filters, cursor, definitions, deadline claims, poison, the
+//! relay's global order) with nothing on disk, for tests and for driving
+//! the runtime without a database.
 //!
 //! All state sits behind one std `Mutex`, taken and released inside each
 //! call and never held across an `.await`, so a whole batch is applied
@@ -10,8 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::rules::{check_batch, cut_page, page_limit};
-use super::{Append, AppendOutcome, DefinitionRecord, EventStore, ListFilter, Page, SagaSummary, StoreError};
+use super::rules::{check_batch, cut_page, page_limit, poison_payload};
+use super::{
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, RelayCursor, SagaSummary,
+    StoreError,
+};
 use crate::saga::{Recorded, SagaId};
 
 /// An event store held in memory; clones share the same data.
@@ -26,6 +30,13 @@ struct Inner {
     /// Ordered by saga id, like the SQLite primary key, for `list`.
     sagas: BTreeMap<SagaId, SagaSummary>,
     definitions: HashMap<(String, u32), DefinitionRecord>,
+    /// Live deadline claims: saga → claimed until (ms). An append ends a claim.
+    claims: HashMap<SagaId, i64>,
+    /// The global commit order: entry `i` is the event at position `i + 1`,
+    /// as (saga, seq). One writer (the lock), so `tx` is always 0.
+    order: Vec<(SagaId, u64)>,
+    poison: Vec<PoisonRecord>,
+    checkpoints: HashMap<String, RelayCursor>,
 }
 
 impl MemoryStore {
@@ -37,6 +48,12 @@ impl MemoryStore {
     /// A poisoned lock means a panic elsewhere mid-update: report it, never panic again.
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         self.inner.lock().map_err(|_| StoreError::Database("memory store: lock poisoned by a panic in another task".to_owned()))
+    }
+
+    /// The poison records kept so far, oldest first, at most `limit`
+    /// (clamped like a page).
+    pub async fn poison(&self, limit: u32) -> Result<Vec<PoisonRecord>, StoreError> {
+        Ok(self.lock()?.poison.iter().take(page_limit(limit) as usize).cloned().collect())
     }
 }
 
@@ -51,8 +68,25 @@ impl Inner {
             return AppendOutcome::Conflict { actual_seq };
         }
         self.logs.entry(append.saga_id).or_default().extend(append.events.iter().cloned());
+        self.order.extend(append.events.iter().map(|recorded| (append.saga_id, recorded.seq)));
         self.sagas.insert(append.saga_id, append.summary.clone());
+        self.claims.remove(&append.saga_id);
         AppendOutcome::Committed
+    }
+
+    /// The event at `position` (1-based) with its saga's type.
+    fn committed(&self, position: usize) -> Option<CommittedEvent> {
+        let &(saga_id, seq) = self.order.get(position.checked_sub(1)?)?;
+        let recorded = self.logs.get(&saga_id)?.get(usize::try_from(seq).ok()?.checked_sub(1)?)?.clone();
+        let saga_type = self.sagas.get(&saga_id)?.saga_type.clone();
+        let cursor = RelayCursor { tx: 0, position: i64::try_from(position).ok()? };
+        Some(CommittedEvent { cursor, saga_id, saga_type, recorded })
+    }
+
+    /// Due and not held by a live claim, like the SQL `WHERE` clause.
+    fn is_claimable(&self, summary: &SagaSummary, now_ms: i64) -> bool {
+        summary.deadline_ms.is_some_and(|deadline| deadline <= now_ms)
+            && self.claims.get(&summary.saga_id).is_none_or(|&until| until < now_ms)
     }
 }
 
@@ -115,23 +149,45 @@ impl EventStore for MemoryStore {
         Ok(self.lock()?.definitions.get(&(name.to_owned(), version)).cloned())
     }
 
-    async fn record_poison(&self, _poison: &super::PoisonRecord) -> Result<(), StoreError> {
-        Err(StoreError::Database("TEMP: record_poison is being implemented".into()))
+    async fn record_poison(&self, poison: &PoisonRecord) -> Result<(), StoreError> {
+        let kept = PoisonRecord { payload: poison_payload(&poison.payload).to_vec(), ..poison.clone() };
+        self.lock()?.poison.push(kept);
+        Ok(())
     }
 
-    async fn committed_after(&self, _after: super::RelayCursor, _limit: u32) -> Result<Vec<super::CommittedEvent>, StoreError> {
-        Err(StoreError::Database("TEMP: committed_after is being implemented".into()))
+    async fn committed_after(&self, after: RelayCursor, limit: u32) -> Result<Vec<CommittedEvent>, StoreError> {
+        let inner = self.lock()?;
+        let first = usize::try_from(after.position.max(0)).unwrap_or(usize::MAX).saturating_add(1);
+        let last = inner.order.len();
+        Ok((first..=last).take(page_limit(limit) as usize).filter_map(|position| inner.committed(position)).collect())
     }
 
-    async fn relay_checkpoint(&self, _relay: &str) -> Result<super::RelayCursor, StoreError> {
-        Err(StoreError::Database("TEMP: relay_checkpoint is being implemented".into()))
+    async fn relay_checkpoint(&self, relay: &str) -> Result<RelayCursor, StoreError> {
+        Ok(self.lock()?.checkpoints.get(relay).copied().unwrap_or_default())
     }
 
-    async fn save_relay_checkpoint(&self, _relay: &str, _cursor: super::RelayCursor) -> Result<(), StoreError> {
-        Err(StoreError::Database("TEMP: save_relay_checkpoint is being implemented".into()))
+    async fn save_relay_checkpoint(&self, relay: &str, cursor: RelayCursor) -> Result<(), StoreError> {
+        self.lock()?.checkpoints.insert(relay.to_owned(), cursor);
+        Ok(())
     }
 
-    async fn claim_due(&self, _now_ms: i64, _lease_ms: i64, _limit: u32) -> Result<Vec<SagaId>, StoreError> {
-        Ok(Vec::new())
+    async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        let mut inner = self.lock()?;
+        let mut due: Vec<(i64, SagaId)> = inner
+            .sagas
+            .values()
+            .filter(|summary| inner.is_claimable(summary, now_ms))
+            .filter_map(|summary| Some((summary.deadline_ms?, summary.saga_id)))
+            .collect();
+        due.sort_unstable();
+        due.truncate(page_limit(limit) as usize);
+        let until = now_ms.saturating_add(lease_ms);
+        Ok(due
+            .into_iter()
+            .map(|(_, saga_id)| {
+                inner.claims.insert(saga_id, until);
+                saga_id
+            })
+            .collect())
     }
 }

@@ -6,14 +6,19 @@
 //! effect the runtime carries out after the commit.
 //!
 //! Adapters: [`MemoryStore`] (tests, simulation of the runtime),
-//! [`SqliteStore`] (the embedded default). All pass one contract suite
-//! (`tests/it/store_contract.rs`).
+//! [`SqliteStore`] (the embedded default), [`PostgresStore`] (production),
+//! and [`AnyStore`], the one a database URL picks ([`open_url`]). All pass
+//! one contract suite (`tests/it/store_contract.rs`).
 
+mod any;
 mod memory;
+mod postgres;
 mod rules;
 mod sqlite;
 
+pub use any::{open_url, AnyStore};
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::{Pragmas, SqliteStore};
 
 use std::future::Future;

@@ -1,8 +1,9 @@
 //! The rules every store adapter applies the same way, so memory, SQLite
 //! and any later backend cannot drift apart: what a well-formed [`Append`]
-//! is, how a page size is clamped, and how a page and its cursor are cut.
+//! is, how a page size is clamped, how a page and its cursor are cut, and
+//! how much of a poison message is kept.
 
-use super::{Append, Page, SagaSummary, StoreError, PAGE_SIZE_MAX};
+use super::{Append, Page, SagaSummary, StoreError, PAGE_SIZE_MAX, POISON_PAYLOAD_BYTES_MAX};
 
 /// Checks a whole batch before anything is written. A malformed append is
 /// a programming error in the caller, so the batch fails as a whole
@@ -50,4 +51,10 @@ pub(crate) fn cut_page(mut rows: Vec<SagaSummary>, limit: u32) -> Page {
     rows.truncate(limit);
     let next_cursor = if more { rows.last().map(|summary| summary.saga_id) } else { None };
     Page { sagas: rows, next_cursor }
+}
+
+/// The part of a poison message's payload that is kept: at most
+/// [`POISON_PAYLOAD_BYTES_MAX`] bytes, so one huge message cannot fill the store.
+pub(crate) fn poison_payload(payload: &[u8]) -> &[u8] {
+    &payload[..payload.len().min(POISON_PAYLOAD_BYTES_MAX)]
 }

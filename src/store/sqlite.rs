@@ -17,10 +17,14 @@ use sqlx::{Acquire, Sqlite, SqliteConnection, Transaction};
 
 use self::rows::{event_rows, from_i64, list_query, recorded_from_row, summary_from_row, to_i64, EventRow, SUMMARY_COLUMNS};
 use super::rules::{check_batch, cut_page, page_limit};
-use super::{Append, AppendOutcome, DefinitionRecord, EventStore, ListFilter, Page, SagaSummary, StoreError};
+use super::{
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, RelayCursor, SagaSummary,
+    StoreError,
+};
 use crate::saga::{Recorded, SagaId, SCHEMA_VERSION};
 
 mod rows;
+mod work;
 
 /// How long a connection waits for another one's write lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
@@ -77,6 +81,12 @@ impl SqliteStore {
         let pool = pool_options.connect_with(options).await.map_err(db("opening the database"))?;
         MIGRATOR.run(&pool).await.map_err(|error| StoreError::Database(format!("applying the sqlite migrations: {error}")))?;
         Ok(Self { pool })
+    }
+
+    /// The poison records kept so far, oldest first, at most `limit`
+    /// (clamped like a page).
+    pub async fn poison(&self, limit: u32) -> Result<Vec<PoisonRecord>, StoreError> {
+        work::poison(&self.pool, limit).await
     }
 
     /// Waits for the pooled connections to finish and closes them.
@@ -171,11 +181,11 @@ async fn write(
             .await?;
     }
     sqlx::query(
-        "INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+        "INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, \
+         deadline_ms, claimed_until_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) \
          ON CONFLICT (saga_id) DO UPDATE SET saga_type = excluded.saga_type, version = excluded.version, status = excluded.status, \
          current_step = excluded.current_step, started_at_ms = excluded.started_at_ms, updated_at_ms = excluded.updated_at_ms, \
-         last_seq = excluded.last_seq",
+         last_seq = excluded.last_seq, deadline_ms = excluded.deadline_ms, claimed_until_ms = NULL",
     )
     .bind(saga_id)
     .bind(&summary.saga_type)
@@ -185,6 +195,7 @@ async fn write(
     .bind(summary.started_at_ms)
     .bind(summary.updated_at_ms)
     .bind(last_seq)
+    .bind(summary.deadline_ms)
     .execute(conn)
     .await?;
     Ok(())
@@ -275,23 +286,23 @@ impl EventStore for SqliteStore {
         .transpose()
     }
 
-    async fn record_poison(&self, _poison: &super::PoisonRecord) -> Result<(), StoreError> {
-        Err(StoreError::Database("TEMP: record_poison is being implemented".into()))
+    async fn record_poison(&self, poison: &PoisonRecord) -> Result<(), StoreError> {
+        work::record_poison(&self.pool, poison).await
     }
 
-    async fn committed_after(&self, _after: super::RelayCursor, _limit: u32) -> Result<Vec<super::CommittedEvent>, StoreError> {
-        Err(StoreError::Database("TEMP: committed_after is being implemented".into()))
+    async fn committed_after(&self, after: RelayCursor, limit: u32) -> Result<Vec<CommittedEvent>, StoreError> {
+        work::committed_after(&self.pool, after, limit).await
     }
 
-    async fn relay_checkpoint(&self, _relay: &str) -> Result<super::RelayCursor, StoreError> {
-        Err(StoreError::Database("TEMP: relay_checkpoint is being implemented".into()))
+    async fn relay_checkpoint(&self, relay: &str) -> Result<RelayCursor, StoreError> {
+        work::relay_checkpoint(&self.pool, relay).await
     }
 
-    async fn save_relay_checkpoint(&self, _relay: &str, _cursor: super::RelayCursor) -> Result<(), StoreError> {
-        Err(StoreError::Database("TEMP: save_relay_checkpoint is being implemented".into()))
+    async fn save_relay_checkpoint(&self, relay: &str, cursor: RelayCursor) -> Result<(), StoreError> {
+        work::save_relay_checkpoint(&self.pool, relay, cursor).await
     }
 
-    async fn claim_due(&self, _now_ms: i64, _lease_ms: i64, _limit: u32) -> Result<Vec<SagaId>, StoreError> {
-        Ok(Vec::new())
+    async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        work::claim_due(&self.pool, now_ms, lease_ms, limit).await
     }
 }

@@ -1,17 +1,28 @@
 //! The event store contract: every test is written once, generic over
 //! `S: EventStore`, and run against each backend by `contract_suite!`.
-//! A new backend joins with one line at the bottom. SQLite-only facts
-//! (durability across reopen, pragmas) follow in their own module.
+//! A new backend joins with one line at the bottom. SQLite-only and
+//! PostgreSQL-only facts (durability across reopen, pragmas, the relay
+//! across concurrent transactions) follow in their own modules.
+//!
+//! PostgreSQL is not optional: without a server at `DATABASE_URL` (default
+//! [`DEFAULT_DATABASE_URL`]) the PostgreSQL tests fail, naming the URL and
+//! `scripts/services`, which starts one. Each test works in a fresh schema.
 
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use jetsaga::definition::{Kind, StepName};
 use jetsaga::saga::{OperatorVerb, Recorded, SagaEvent, SagaId, Status};
 use jetsaga::store::{
-    Append, AppendOutcome, DefinitionRecord, EventStore, ListFilter, MemoryStore, SagaSummary, SqliteStore, StoreError, PAGE_SIZE_MAX,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, MemoryStore, PoisonRecord, PostgresStore, RelayCursor,
+    SagaSummary, SqliteStore, StoreError, PAGE_SIZE_MAX, POISON_PAYLOAD_BYTES_MAX,
 };
 use serde_json::json;
 use tempfile::TempDir;
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -24,6 +35,64 @@ async fn sqlite_store() -> (SqliteStore, Option<TempDir>) {
     let path = dir.path().join("jetsaga.db");
     let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open sqlite");
     (store, Some(dir))
+}
+
+/// Where the PostgreSQL tests look when `DATABASE_URL` is not set.
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// PostgreSQL tests at once: each pool may open up to 16 connections, and
+/// the server allows 100 by default.
+const PG_TESTS_AT_ONCE: usize = 4;
+/// How long a test waits for the relay feed to catch up: other sessions'
+/// open transactions (other tests, other schemas) hold it back a moment.
+const FEED_WAIT_MS: u64 = 20_000;
+
+static PG_SCHEMAS: AtomicU32 = AtomicU32::new(0);
+static PG_SLOTS: Semaphore = Semaphore::const_new(PG_TESTS_AT_ONCE);
+static PG_SWEPT: OnceCell<()> = OnceCell::const_new();
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// A PostgreSQL store in a schema of its own, `jetsaga_test_<pid>_<n>`,
+/// and the slot that keeps the number of pools at once bounded.
+async fn postgres_store_in_schema() -> (PostgresStore, String, SemaphorePermit<'static>) {
+    let url = database_url();
+    let slot = PG_SLOTS.acquire().await.expect("the semaphore is never closed");
+    PG_SWEPT.get_or_init(|| sweep_dead_schemas(&url)).await;
+    let schema = format!("jetsaga_test_{}_{}", std::process::id(), PG_SCHEMAS.fetch_add(1, Ordering::Relaxed));
+    match PostgresStore::connect_schema(&url, &schema).await {
+        Ok(store) => (store, schema, slot),
+        Err(error) => panic!(
+            "PostgreSQL is required for the store contract tests and is not usable at {url} ({error}); \
+             run scripts/services (as root) to start it, or set DATABASE_URL"
+        ),
+    }
+}
+
+/// Drops the schemas earlier test runs left behind, once per run: only
+/// those whose process (`jetsaga_test_<pid>_…`) is gone, so a concurrent
+/// run keeps its own. Best effort: an unreachable server fails the test
+/// that follows, with the message above.
+async fn sweep_dead_schemas(url: &str) {
+    use sqlx::{Connection, PgConnection};
+    let Ok(mut conn) = PgConnection::connect(url).await else { return };
+    let schemas: Vec<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'jetsaga\\_test\\_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+    for schema in schemas {
+        let pid = schema.trim_start_matches("jetsaga_test_").split('_').next().unwrap_or_default();
+        let plain = !pid.is_empty() && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if plain && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&mut conn).await;
+        }
+    }
+}
+
+async fn postgres_store() -> (PostgresStore, SemaphorePermit<'static>) {
+    let (store, _schema, slot) = postgres_store_in_schema().await;
+    (store, slot)
 }
 
 fn id(n: u128) -> SagaId {
@@ -182,6 +251,29 @@ async fn concurrent_appends_one_wins_per_seq<S: EventStore>(store: S) {
     }
     assert_eq!(committed, 1);
     assert_eq!(seqs(&store.load(id(1), None).await.unwrap()), vec![1, 2, 3]);
+}
+
+/// Two engines starting the same saga at once: no row to lock yet, so the
+/// (saga_id, seq) uniqueness decides, and the loser sees a conflict.
+async fn concurrent_creators_of_one_saga_one_wins<S: EventStore>(store: S) {
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.append(&[append(id(1), 0, 2), append(id(2), 0, 1)]).await })
+        })
+        .collect();
+    let mut committed = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap().as_slice() {
+            [AppendOutcome::Committed, AppendOutcome::Committed] => committed += 1,
+            [AppendOutcome::Conflict { actual_seq: 2 }, AppendOutcome::Conflict { actual_seq: 1 }] => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(committed, 1);
+    assert_eq!(seqs(&store.load(id(1), None).await.unwrap()), vec![1, 2]);
+    assert_eq!(store.summary(id(2)).await.unwrap().map(|s| s.last_seq), Some(1));
 }
 
 async fn concurrent_writers_that_retry_keep_the_log_contiguous<S: EventStore>(store: S) {
@@ -345,6 +437,159 @@ async fn definitions_are_recorded_once<S: EventStore>(store: S) {
     assert_eq!(store.load_definition("other", 1).await.unwrap(), None);
 }
 
+// ---- deadlines, poison, the relay feed -------------------------------------
+
+/// Reads what a store kept of the poison messages (an inherent method on
+/// each store: the port only writes them).
+trait PoisonKept {
+    fn kept(&self) -> impl Future<Output = Vec<PoisonRecord>>;
+}
+
+macro_rules! poison_kept {
+    ($($store:ty),*) => {$(
+        impl PoisonKept for $store {
+            async fn kept(&self) -> Vec<PoisonRecord> {
+                self.poison(PAGE_SIZE_MAX).await.expect("read poison")
+            }
+        }
+    )*};
+}
+poison_kept!(MemoryStore, SqliteStore, PostgresStore);
+
+/// A new saga (one event) with this deadline.
+fn with_deadline(saga_id: SagaId, expected_seq: u64, deadline_ms: Option<i64>) -> Append {
+    let mut a = append(saga_id, expected_seq, 1);
+    a.summary.deadline_ms = deadline_ms;
+    a
+}
+
+fn ns(ids: &[SagaId]) -> Vec<u128> {
+    ids.iter().map(|i| i.as_uuid().as_u128()).collect()
+}
+
+async fn claim_due_takes_due_unclaimed_sagas_oldest_first<S: EventStore>(store: S) {
+    let batch = vec![with_deadline(id(1), 0, Some(100)), with_deadline(id(2), 0, Some(50)), with_deadline(id(3), 0, Some(500))];
+    append_ok(&store, [batch, vec![with_deadline(id(4), 0, None)]].concat()).await;
+    assert_eq!(store.summary(id(1)).await.unwrap().unwrap().deadline_ms, Some(100));
+    assert_eq!(store.summary(id(4)).await.unwrap().unwrap().deadline_ms, None);
+    assert_eq!(ns(&store.claim_due(49, 1_000, 10).await.unwrap()), Vec::<u128>::new(), "nothing due yet");
+    assert_eq!(ns(&store.claim_due(100, 1_000, 10).await.unwrap()), vec![2, 1], "due at or before now, oldest deadline first");
+    assert_eq!(ns(&store.claim_due(600, 1_000, 10).await.unwrap()), vec![3], "1 and 2 are claimed until 1100");
+    assert_eq!(ns(&store.claim_due(1_100, 1_000, 10).await.unwrap()), Vec::<u128>::new(), "a claim holds up to its last ms");
+    assert_eq!(ns(&store.claim_due(1_101, 1_000, 10).await.unwrap()), vec![2, 1], "the lease of 1 and 2 ran out");
+}
+
+async fn an_append_ends_a_claim<S: EventStore>(store: S) {
+    append_ok(&store, vec![with_deadline(id(1), 0, Some(100)), with_deadline(id(2), 0, Some(100))]).await;
+    assert_eq!(ns(&store.claim_due(200, 10_000, 10).await.unwrap()), vec![1, 2]);
+    let mut next = append(id(1), 1, 1);
+    next.summary.deadline_ms = Some(150);
+    append_ok(&store, vec![next]).await;
+    assert_eq!(store.summary(id(1)).await.unwrap().unwrap().deadline_ms, Some(150));
+    assert_eq!(ns(&store.claim_due(300, 10_000, 10).await.unwrap()), vec![1], "2 is still claimed");
+    let mut done = append(id(2), 1, 1);
+    done.summary.deadline_ms = None;
+    append_ok(&store, vec![done]).await;
+    assert_eq!(ns(&store.claim_due(1_000_000, 10_000, 10).await.unwrap()), vec![1], "a saga without a deadline is never due");
+}
+
+async fn claim_due_limit_is_clamped<S: EventStore>(store: S) {
+    let count = u128::from(PAGE_SIZE_MAX) + 5;
+    append_ok(&store, (1..=count).map(|n| with_deadline(id(n), 0, Some(1_000 - n as i64))).collect()).await;
+    assert_eq!(ns(&store.claim_due(1_000, 100, 0).await.unwrap()), vec![count], "0 means 1: the oldest deadline");
+    assert_eq!(ns(&store.claim_due(1_000, 100, 2).await.unwrap()), vec![count - 1, count - 2]);
+    assert_eq!(store.claim_due(1_000, 100, u32::MAX).await.unwrap().len(), PAGE_SIZE_MAX as usize);
+    assert_eq!(store.claim_due(1_000, 100, u32::MAX).await.unwrap().len(), 2);
+}
+
+async fn concurrent_claimers_get_disjoint_sets<S: EventStore>(store: S) {
+    let store = Arc::new(store);
+    append_ok(&*store, (1..=60).map(|n| with_deadline(id(n), 0, Some(n as i64))).collect()).await;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.claim_due(1_000, 60_000, 4).await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        let ids = task.await.unwrap().unwrap();
+        assert!(ids.len() <= 4);
+        claimed.extend(ids);
+    }
+    let mut seen = BTreeSet::new();
+    for saga in &claimed {
+        assert!(seen.insert(*saga), "saga {saga} was claimed twice");
+    }
+    claimed.extend(store.claim_due(1_000, 60_000, PAGE_SIZE_MAX).await.unwrap());
+    let all: BTreeSet<SagaId> = claimed.iter().copied().collect();
+    assert_eq!((claimed.len(), all.len()), (60, 60), "every due saga claimed exactly once");
+}
+
+async fn poison_is_kept_with_its_payload_cut<S: EventStore + PoisonKept>(store: S) {
+    let small =
+        PoisonRecord { subject: "saga.reply.hotels".into(), reason: "bad json".into(), payload: b"{nope".to_vec(), received_at_ms: 7 };
+    let huge = PoisonRecord {
+        subject: "saga.start.trip".into(),
+        reason: "too large".into(),
+        payload: (0..POISON_PAYLOAD_BYTES_MAX + 10).map(|i| (i % 251) as u8).collect(),
+        received_at_ms: 8,
+    };
+    store.record_poison(&small).await.unwrap();
+    store.record_poison(&huge).await.unwrap();
+    store.record_poison(&small).await.unwrap();
+    let kept = store.kept().await;
+    let cut = PoisonRecord { payload: huge.payload[..POISON_PAYLOAD_BYTES_MAX].to_vec(), ..huge };
+    assert_eq!(kept, vec![small.clone(), cut, small]);
+}
+
+/// Polls the feed until it returns `want` events: another session's open
+/// transaction (PostgreSQL) may hold it back for a moment.
+async fn feed<S: EventStore>(store: &S, after: RelayCursor, limit: u32, want: usize) -> Vec<CommittedEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(FEED_WAIT_MS);
+    loop {
+        let events = store.committed_after(after, limit).await.expect("committed_after");
+        assert!(events.len() <= want, "expected {want} events, got {}: {events:?}", events.len());
+        if events.len() == want || tokio::time::Instant::now() > deadline {
+            assert_eq!(events.len(), want, "the feed did not catch up within {FEED_WAIT_MS} ms");
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn places(events: &[CommittedEvent]) -> Vec<(u128, u64)> {
+    events.iter().map(|e| (e.saga_id.as_uuid().as_u128(), e.recorded.seq)).collect()
+}
+
+async fn committed_after_follows_commit_order<S: EventStore>(store: S) {
+    assert!(store.committed_after(RelayCursor::default(), 10).await.unwrap().is_empty());
+    append_ok(&store, vec![append(id(1), 0, 2), append(id(2), 0, 1)]).await;
+    append_ok(&store, vec![append(id(1), 2, 1)]).await;
+    let all = feed(&store, RelayCursor::default(), 100, 4).await;
+    assert_eq!(places(&all), vec![(1, 1), (1, 2), (2, 1), (1, 3)]);
+    assert!(all.windows(2).all(|pair| pair[0].cursor < pair[1].cursor), "cursors strictly increase");
+    assert!(all.iter().all(|e| e.saga_type == "trip"));
+    assert_eq!(all[0].recorded, store.load(id(1), Some(1)).await.unwrap()[0]);
+    let first = feed(&store, RelayCursor::default(), 2, 2).await;
+    assert_eq!(first, all[..2]);
+    let rest = feed(&store, first[1].cursor, 2, 2).await;
+    assert_eq!(rest, all[2..]);
+    assert!(store.committed_after(all[3].cursor, 10).await.unwrap().is_empty());
+    assert_eq!(feed(&store, RelayCursor::default(), 0, 1).await, all[..1], "limit 0 means 1");
+}
+
+async fn relay_checkpoints_round_trip<S: EventStore>(store: S) {
+    assert_eq!(store.relay_checkpoint("events").await.unwrap(), RelayCursor::default());
+    let cursor = RelayCursor { tx: 0, position: 42 };
+    store.save_relay_checkpoint("events", cursor).await.unwrap();
+    assert_eq!(store.relay_checkpoint("events").await.unwrap(), cursor);
+    assert_eq!(store.relay_checkpoint("audit").await.unwrap(), RelayCursor::default());
+    let later = RelayCursor { tx: 7, position: 43 };
+    store.save_relay_checkpoint("events", later).await.unwrap();
+    assert_eq!(store.relay_checkpoint("events").await.unwrap(), later);
+}
+
 /// One module per backend, one `#[tokio::test]` per contract test.
 macro_rules! contract_suite {
     ($backend:ident, $make:path) => {
@@ -352,9 +597,12 @@ macro_rules! contract_suite {
             contract_suite!(@tests $make;
                 round_trips_every_event_type, loads_up_to_seq, unknown_saga_is_empty, empty_batch_commits_nothing,
                 stale_expected_seq_conflicts_alone, new_saga_twice_conflicts, one_batch_may_append_to_a_saga_twice, malformed_append_is_an_error_and_commits_nothing,
-                concurrent_appends_one_wins_per_seq, concurrent_writers_that_retry_keep_the_log_contiguous,
+                concurrent_appends_one_wins_per_seq, concurrent_creators_of_one_saga_one_wins, concurrent_writers_that_retry_keep_the_log_contiguous,
                 group_commits_a_hundred_sagas, summary_follows_each_append, list_filters_narrow,
                 cursor_walks_every_saga_once_in_order, limit_is_clamped, definitions_are_recorded_once,
+                claim_due_takes_due_unclaimed_sagas_oldest_first, an_append_ends_a_claim, claim_due_limit_is_clamped,
+                concurrent_claimers_get_disjoint_sets, poison_is_kept_with_its_payload_cut,
+                committed_after_follows_commit_order, relay_checkpoints_round_trip,
             );
         }
     };
@@ -371,6 +619,7 @@ macro_rules! contract_suite {
 
 contract_suite!(memory, super::memory_store);
 contract_suite!(sqlite, super::sqlite_store);
+contract_suite!(postgres, super::postgres_store);
 
 // ---- SQLite only ----------------------------------------------------------------
 
@@ -419,5 +668,73 @@ mod sqlite_only {
         let path = dir.path().join("garbage.db");
         std::fs::write(&path, vec![7u8; 8192]).unwrap();
         assert!(matches!(SqliteStore::open(path.to_str().unwrap()).await, Err(StoreError::Database(_))));
+    }
+}
+
+// ---- PostgreSQL only ------------------------------------------------------------
+
+mod postgres_only {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{Connection, PgConnection};
+
+    use super::*;
+
+    /// Transaction A takes a position, then B takes a larger one and
+    /// commits first. A relay reading in between must not hand on B (and
+    /// checkpoint past A); once A commits, both follow the cursor, A first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_transaction_that_commits_later_with_a_smaller_position_is_not_skipped() {
+        let (store, schema, _slot) = postgres_store_in_schema().await;
+        append_ok(&store, vec![append(id(1), 0, 1)]).await;
+        let before = feed(&store, RelayCursor::default(), 10, 1).await;
+        let cursor = before[0].cursor;
+
+        let options: PgConnectOptions = database_url().parse().expect("database url");
+        let mut conn = PgConnection::connect_with(&options.options([("search_path", schema.as_str())])).await.expect("connect");
+        let mut a = conn.begin().await.expect("begin");
+        let (event_type, data) = jetsaga::saga::encode(&SagaEvent::InputIgnored { input: "by hand".into(), reason: "test".into() });
+        sqlx::query("INSERT INTO events (saga_id, seq, event_type, schema_version, data, at_ms) VALUES ($1, 2, $2, 1, $3::jsonb, 1002)")
+            .bind(id(1).to_string())
+            .bind(event_type)
+            .bind(data.to_string())
+            .execute(&mut *a)
+            .await
+            .expect("insert in transaction A");
+
+        append_ok(&store, vec![append(id(2), 0, 1)]).await;
+        for _ in 0..3 {
+            let between = store.committed_after(cursor, 10).await.unwrap();
+            assert!(between.is_empty(), "B must wait behind A, which is still open: {between:?}");
+        }
+
+        a.commit().await.expect("commit A");
+        let after = feed(&store, cursor, 10, 2).await;
+        assert_eq!(places(&after), vec![(1, 2), (2, 1)]);
+        assert!(after[0].cursor.position < after[1].cursor.position, "A's position is the smaller one");
+        assert!(after.iter().all(|e| e.cursor > cursor));
+    }
+
+    #[tokio::test]
+    async fn open_url_picks_the_backend_by_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("any.db");
+        for url in [format!("sqlite://{}", path.display()), path.display().to_string()] {
+            let store = jetsaga::store::open_url(&url).await.unwrap();
+            assert!(matches!(store, jetsaga::store::AnyStore::Sqlite(_)), "{url}");
+        }
+        // A fresh schema (created by the helper), named in the URL, keeps `public` clean.
+        let (_store, schema, _slot) = postgres_store_in_schema().await;
+        let url = database_url();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let store = jetsaga::store::open_url(&format!("{url}{separator}options=-csearch_path%3D{schema}")).await.unwrap();
+        assert!(matches!(store, jetsaga::store::AnyStore::Postgres(_)));
+        append_ok(&store, vec![append(id(1), 0, 2)]).await;
+        assert_eq!(seqs(&_store.load(id(1), None).await.unwrap()), vec![1, 2], "the URL's schema is the helper's");
+        match jetsaga::store::open_url("mysql://user:secret@host/db").await {
+            Err(StoreError::Database(message)) => {
+                assert!(message.contains("\"mysql\"") && !message.contains("secret"), "{message}")
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
     }
 }

@@ -11,7 +11,8 @@ use crate::saga::{decode, encode, DecodeError, Recorded, SagaId, Status};
 use crate::store::{Append, ListFilter, SagaSummary, StoreError};
 
 /// The `sagas` columns in the order [`summary_from_row`] reads them.
-pub(super) const SUMMARY_COLUMNS: &str = "saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq";
+pub(super) const SUMMARY_COLUMNS: &str =
+    "saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms";
 
 pub(super) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Database(format!("sqlite: {what} {value} does not fit a 64-bit signed integer")))
@@ -40,6 +41,7 @@ pub(super) fn event_rows(append: &Append) -> Result<Vec<EventRow>, StoreError> {
         })
         .collect()
 }
+
 /// One column of a row; a missing column or a type mismatch is a database error.
 pub(super) fn column<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, StoreError>
 where
@@ -64,7 +66,6 @@ pub(super) fn summary_from_row(row: &SqliteRow) -> Result<SagaSummary, StoreErro
     let saga_id: String = column(row, "saga_id")?;
     let status: String = column(row, "status")?;
     Ok(SagaSummary {
-        deadline_ms: None,
         saga_id: SagaId::parse(&saga_id).map_err(|error| StoreError::Database(format!("sqlite: stored {error}")))?,
         saga_type: column(row, "saga_type")?,
         version: from_i64(column(row, "version")?, "version")?,
@@ -74,6 +75,7 @@ pub(super) fn summary_from_row(row: &SqliteRow) -> Result<SagaSummary, StoreErro
         started_at_ms: column(row, "started_at_ms")?,
         updated_at_ms: column(row, "updated_at_ms")?,
         last_seq: from_i64(column(row, "last_seq")?, "last_seq")?,
+        deadline_ms: column(row, "deadline_ms")?,
     })
 }
 
