@@ -57,10 +57,17 @@ impl Default for SimulationConfig {
     }
 }
 
-/// Effects performed, per idempotency key. Cheap to clone (shared).
+/// Effects performed, per idempotency key, and in the order they happened.
+/// Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct EffectLedger {
-    effects: Arc<Mutex<HashMap<String, u32>>>,
+    effects: Arc<Mutex<Effects>>,
+}
+
+#[derive(Debug, Default)]
+struct Effects {
+    counts: HashMap<String, u32>,
+    order: Vec<String>,
 }
 
 impl EffectLedger {
@@ -71,27 +78,34 @@ impl EffectLedger {
 
     /// Records one effect for `key`.
     pub fn record(&self, key: &str) {
-        *self.lock().entry(key.to_owned()).or_insert(0) += 1;
+        let mut effects = self.lock();
+        *effects.counts.entry(key.to_owned()).or_insert(0) += 1;
+        effects.order.push(key.to_owned());
     }
 
     /// Effects recorded for `key`.
     pub fn count(&self, key: &str) -> u32 {
-        self.lock().get(key).copied().unwrap_or(0)
+        self.lock().counts.get(key).copied().unwrap_or(0)
     }
 
     /// Effects recorded in all.
     pub fn total(&self) -> u64 {
-        self.lock().values().map(|&n| u64::from(n)).sum()
+        self.lock().counts.values().map(|&n| u64::from(n)).sum()
     }
 
     /// The keys whose effect happened more than once (sorted); empty when all is well.
     pub fn duplicates(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.lock().iter().filter(|(_, &n)| n > 1).map(|(k, _)| k.clone()).collect();
+        let mut keys: Vec<String> = self.lock().counts.iter().filter(|(_, &n)| n > 1).map(|(k, _)| k.clone()).collect();
         keys.sort();
         keys
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+    /// Every effect's key, in the order the effects happened.
+    pub fn order(&self) -> Vec<String> {
+        self.lock().order.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Effects> {
         self.effects.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -2,8 +2,11 @@
 
 mod cli;
 mod definitions;
+mod infra;
+mod jetstream;
 mod ops;
 mod participant;
+mod production;
 mod runtime;
 mod simulation;
 mod store_contract;

@@ -1,0 +1,124 @@
+//! Real services for the tests: NATS JetStream and PostgreSQL, each test
+//! isolated by a unique subject prefix (so its own streams) and a fresh
+//! schema. Absent services fail the test loudly, naming `scripts/services`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use jetsaga::store::PostgresStore;
+use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
+use jetsaga::wire::Subjects;
+
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A name no other test (or test run) uses: `<tag>_<pid>_<n>`.
+pub fn unique(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A PostgreSQL store in a fresh schema, migrated.
+pub async fn postgres(schema: &str) -> PostgresStore {
+    let url = database_url();
+    PostgresStore::connect_schema(&url, schema)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is needed (run scripts/services): {e}"))
+}
+
+/// The database URL that makes a separate process use `schema`.
+pub fn schema_url(schema: &str) -> String {
+    format!("{}?options=-csearch_path%3D{schema}", database_url())
+}
+
+/// A JetStream transport under its own prefix (own streams).
+pub async fn nats(prefix: &str, ack_wait: Duration) -> JetStreamTransport {
+    let config = JetStreamConfig { url: nats_url(), prefix: Subjects::new(prefix), ack_wait, connect_attempts_max: 2, ..JetStreamConfig::default() };
+    JetStreamTransport::connect(config).await.unwrap_or_else(|e| panic!("NATS JetStream at {} is needed (run scripts/services): {e}", nats_url()))
+}
+
+/// A `jetsaga serve` child process.
+pub struct Serve {
+    child: Child,
+    pub port: u16,
+}
+
+impl Serve {
+    /// Starts `jetsaga serve` on a free port against `schema` and `prefix`.
+    pub fn start(sagas: &std::path::Path, schema: &str, prefix: &str, ack_wait: &str) -> Serve {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_jetsaga"))
+            .args(["serve", "--sagas", sagas.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}"), "--ack-wait", ack_wait])
+            .env("NATS_URL", nats_url())
+            .env("DATABASE_URL", schema_url(schema))
+            .env("JETSAGA_SUBJECT_PREFIX", prefix)
+            .env("JETSAGA_OPS_TOKEN", "test-token")
+            .env("JETSAGA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("jetsaga serve starts");
+        Serve { child, port }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(&mut self) {
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                panic!("jetsaga serve exited early: {status}");
+            }
+            if http_status(self.port, "/readyz").await == Some(200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("jetsaga serve did not become ready");
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().expect("child exits")
+    }
+
+    /// `GET path`, body as text.
+    pub async fn get(&self, path: &str) -> String {
+        http_get(self.port, path).await.unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    Some(text)
+}
+
+async fn http_status(port: u16, path: &str) -> Option<u16> {
+    let text = http_get(port, path).await?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
