@@ -177,7 +177,11 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                 tracing::info!(%saga_id, reason = %rejection, "inbound message ignored");
                 d.ack.ack();
             }
-            Work::Timer(_) => {}
+            Work::Timer(_) => {
+                if rejection == Rejection::NothingDue {
+                    self.metrics.deadlines_stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         }
     }
 

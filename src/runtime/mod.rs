@@ -64,6 +64,11 @@ pub struct Metrics {
     pub commands: std::sync::atomic::AtomicU64,
     /// Group commits.
     pub appends: std::sync::atomic::AtomicU64,
+    /// Deadlines this engine claimed in the store and fired.
+    pub deadlines_claimed: std::sync::atomic::AtomicU64,
+    /// Claimed deadlines that turned out to be due no more (another engine
+    /// had moved the saga on): with claims working this stays 0.
+    pub deadlines_stale: std::sync::atomic::AtomicU64,
 }
 
 /// Tunables of the engine.
@@ -284,7 +289,10 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         self.timers.pop_due(now_ms, usize::MAX);
         let room = u32::try_from(self.config.batch_max.saturating_sub(taken).max(1)).unwrap_or(u32::MAX);
         match self.store.claim_due(now_ms, CLAIM_LEASE_MS, room).await {
-            Ok(ids) => ids,
+            Ok(ids) => {
+                self.metrics.deadlines_claimed.fetch_add(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                ids
+            }
             Err(error) => {
                 tracing::warn!(%error, "could not claim due deadlines; trying again at the next poll");
                 Vec::new()

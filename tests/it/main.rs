@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module covers one user-facing capability.
 
 mod cli;
+mod crash;
 mod definitions;
 mod infra;
 mod jetstream;
