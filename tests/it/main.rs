@@ -2,6 +2,7 @@
 
 mod cli;
 mod definitions;
+mod jetstream;
 mod runtime;
 mod simulation;
 mod store_contract;
