@@ -74,6 +74,11 @@ impl Subjects {
         format!("{}.cmd.{}.{}", self.prefix, command.participant, command.action)
     }
 
+    /// `<prefix>.cmd.<participant>.>`: every command for one participant.
+    pub fn commands_for(&self, participant: &str) -> String {
+        format!("{}.cmd.{participant}.>", self.prefix)
+    }
+
     /// `<prefix>.reply.<participant>`.
     pub fn reply(&self, participant: &str) -> String {
         format!("{}.reply.{participant}", self.prefix)
@@ -284,6 +289,7 @@ mod tests {
         assert_eq!(s.start("trip"), "saga.start.trip");
         assert_eq!(s.reply("hotels"), "saga.reply.hotels");
         assert_eq!(s.all("cmd"), "saga.cmd.>");
+        assert_eq!(s.commands_for("hotels"), "saga.cmd.hotels.>");
         assert_eq!(s.token("reply", "saga.reply.hotels"), Some("hotels"));
         assert_eq!(s.token("start", "saga.start.trip_booking"), Some("trip_booking"));
         assert_eq!(s.token("reply", "other.reply.hotels"), None);

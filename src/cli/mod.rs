@@ -1,4 +1,4 @@
-//! The `jetsaga` command line: `check`, `demo`, `participants`.
+//! The `jetsaga` command line: `serve`, `check`, `demo`, `participants`.
 //!
 //! The only place that uses `anyhow`: each subcommand returns
 //! `anyhow::Result<ExitCode>` and [`run`] prints the error chain.
@@ -6,6 +6,7 @@
 mod check;
 mod demo;
 mod participants;
+mod serve;
 pub mod timeline;
 
 use std::path::PathBuf;
@@ -76,7 +77,13 @@ enum Command {
         /// The NATS server.
         #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
+        /// Subject prefix, as given to `jetsaga serve`.
+        #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
+        subject_prefix: String,
     },
+    /// The orchestrator: consumes starts and replies from NATS JetStream,
+    /// keeps every saga's events in PostgreSQL (or SQLite), serves the ops API.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -86,9 +93,10 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Check { path, cases, seed } => check::run(&path, cases, seed),
         Command::Demo { sagas, database } => demo::run(&sagas, database),
-        Command::Participants { simulate, failure_rate, silence_rate, latency, seed, nats_url } => {
-            participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url })
+        Command::Participants { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix } => {
+            participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix })
         }
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

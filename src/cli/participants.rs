@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::participant::{self, EffectLedger, SimulationConfig, SIMULATED_PARTICIPANTS};
-use crate::transport::{MemoryTransport, ParticipantTransport};
+use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
+use crate::transport::ParticipantTransport;
+use crate::wire::Subjects;
 
 /// What `jetsaga participants` was asked for.
 #[derive(Debug)]
@@ -22,6 +24,7 @@ pub(super) struct Options {
     pub(super) latency: Duration,
     pub(super) seed: Option<u64>,
     pub(super) nats_url: String,
+    pub(super) subject_prefix: String,
 }
 
 /// Runs the simulated participants until Ctrl-C.
@@ -40,7 +43,7 @@ pub(super) fn run(options: Options) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let transport = connect_transport(&options.nats_url).await?;
+        let transport = connect_transport(&options.nats_url, &options.subject_prefix).await?;
         simulate(transport, config).await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -61,12 +64,10 @@ fn clock_seed() -> u64 {
     now.as_nanos() as u64
 }
 
-// INTEGRATION POINT: the only place that knows which transport serves the
-// participants. Once `crate::transport::jetstream` is merged, the body becomes
-// `Ok(JetStreamTransport::connect(JetStreamConfig { url: nats_url.into(), ..Default::default() }).await?)`
-// (or however `JetStreamConfig` is built); nothing else in this file changes.
-async fn connect_transport(nats_url: &str) -> anyhow::Result<impl ParticipantTransport> {
-    Err::<MemoryTransport, _>(anyhow::anyhow!("NATS transport not yet merged (wanted to connect to {nats_url})"))
+/// The only place that knows which transport serves the participants.
+async fn connect_transport(nats_url: &str, subject_prefix: &str) -> anyhow::Result<impl ParticipantTransport> {
+    let config = JetStreamConfig { url: nats_url.to_owned(), prefix: Subjects::new(subject_prefix), ..JetStreamConfig::default() };
+    JetStreamTransport::connect(config).await.with_context(|| format!("failed to connect to NATS at {nats_url}"))
 }
 
 async fn simulate<T: ParticipantTransport>(transport: T, config: SimulationConfig) -> anyhow::Result<()> {

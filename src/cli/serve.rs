@@ -25,9 +25,9 @@ use crate::transport::TransportError;
 use crate::wire::Subjects;
 
 /// Tries to reach the database at start-up.
-pub const DATABASE_CONNECT_ATTEMPTS_MAX: u32 = 30;
+pub(super) const DATABASE_CONNECT_ATTEMPTS_MAX: u32 = 30;
 /// The relay's checkpoint name.
-pub const RELAY_NAME: &str = "saga_events";
+pub(super) const RELAY_NAME: &str = "saga_events";
 
 /// The flags and environment of `jetsaga serve` (SPEC §4).
 #[derive(Debug, Clone, clap::Args)]

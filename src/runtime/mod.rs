@@ -17,6 +17,7 @@
 mod batch;
 mod clock;
 mod definitions;
+pub mod poison;
 pub mod relay;
 mod timers;
 

@@ -6,8 +6,10 @@
 //! the message caused are committed, so a crash before the commit means a
 //! redelivery, never a loss.
 
+pub mod jetstream;
 pub mod memory;
 
+pub use jetstream::{JetStreamConfig, JetStreamTransport};
 pub use memory::MemoryTransport;
 
 use std::fmt;
@@ -83,6 +85,21 @@ pub enum TransportError {
     /// The message could not be published.
     #[error("transport: publish failed: {0}")]
     Publish(String),
+    /// The broker could not be reached (or refused the credentials).
+    #[error("transport: cannot connect: {0}")]
+    Connect(String),
+    /// A stream or consumer could not be created, read or deleted.
+    #[error("transport: broker setup failed: {0}")]
+    Setup(String),
+}
+
+/// Where inbound messages the orchestrator cannot parse go: the caller
+/// keeps them for operators (the store's poison table) and counts them.
+/// The transport acknowledges the message once `poison` returns, so a
+/// poison message never blocks its consumer.
+pub trait PoisonSink: Send + Sync + 'static {
+    /// Keeps one poison message: where it arrived, why it was refused, its bytes.
+    fn poison(&self, subject: &str, reason: &str, payload: &[u8]) -> impl Future<Output = ()> + Send;
 }
 
 /// Publishes commands to participants.

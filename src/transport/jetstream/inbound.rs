@@ -1,0 +1,132 @@
+//! The orchestrator's inbound side: starts and replies from two durable
+//! pull consumers, shared by every orchestrator process, into the
+//! engine's channel.
+//!
+//! For each message, in order: check its size and subject, parse it with
+//! [`wire`]; a good one becomes a [`Delivery`] whose [`Ack`] acks the
+//! message when the engine fires it (after the commit); a bad one is
+//! poison: logged, handed to the [`PoisonSink`], counted, then acked so it
+//! never blocks the consumer.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use async_nats::jetstream::Message;
+use tokio::sync::mpsc;
+
+use super::consumer::Pull;
+use super::{JetStreamTransport, StreamKind};
+use crate::transport::{Ack, Delivery, Inbound, PoisonSink, TransportError};
+use crate::wire;
+
+/// The engine's channel is closed: nothing more to deliver.
+struct Closed;
+
+impl JetStreamTransport {
+    /// The durable name of the orchestrators' consumer on `kind`
+    /// (`<prefix>_orchestrator_start`, `<prefix>_orchestrator_replies`).
+    pub fn orchestrator_consumer(&self, kind: StreamKind) -> String {
+        let which = match kind {
+            StreamKind::Start => "start",
+            StreamKind::Replies => "replies",
+            StreamKind::Commands => "commands",
+            StreamKind::Events => "events",
+        };
+        format!("{}_orchestrator_{which}", self.config.consumer_prefix())
+    }
+
+    /// Feeds starts and replies to `tx` until `shutdown` resolves or `tx`
+    /// closes. Fails only if the consumers cannot be created at first;
+    /// later broker trouble is logged and waited out.
+    pub async fn run_inbound(
+        &self,
+        tx: mpsc::Sender<Delivery>,
+        poison: impl PoisonSink,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), TransportError> {
+        let mut starts = self.orchestrator_pull(StreamKind::Start).await?;
+        let mut replies = self.orchestrator_pull(StreamKind::Replies).await?;
+        let consume = async {
+            tokio::join!(
+                self.consume(&mut starts, StreamKind::Start, &tx, &poison),
+                self.consume(&mut replies, StreamKind::Replies, &tx, &poison),
+            )
+        };
+        tokio::select! {
+            () = shutdown => {}
+            () = tx.closed() => {}
+            _ = consume => {}
+        }
+        Ok(())
+    }
+
+    async fn orchestrator_pull(&self, kind: StreamKind) -> Result<Pull, TransportError> {
+        Pull::open(self, kind, self.orchestrator_consumer(kind), self.config.prefix.all(kind.token())).await
+    }
+
+    async fn consume(&self, pull: &mut Pull, kind: StreamKind, tx: &mpsc::Sender<Delivery>, poison: &impl PoisonSink) {
+        loop {
+            let message = pull.next().await;
+            if self.handle(message, kind, tx, poison).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        message: Message,
+        kind: StreamKind,
+        tx: &mpsc::Sender<Delivery>,
+        poison: &impl PoisonSink,
+    ) -> Result<(), Closed> {
+        let subject = message.subject.to_string();
+        match self.parse(kind, &subject, &message.payload) {
+            Ok(inbound) => {
+                // Unsent (the engine stopped) means unacked: redelivered later.
+                let delivery = Delivery { message: inbound, ack: ack_when_fired(message) };
+                tx.send(delivery).await.map_err(|_| Closed)
+            }
+            Err(reason) => {
+                tracing::warn!(%subject, %reason, bytes = message.payload.len(), "poison message");
+                poison.poison(&subject, &reason, &message.payload).await;
+                self.poison_count.fetch_add(1, Ordering::Relaxed);
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(%subject, %error, "cannot ack a poison message; it will come back");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The message as the engine's input, or why it is poison.
+    fn parse(&self, kind: StreamKind, subject: &str, payload: &[u8]) -> Result<Inbound, String> {
+        let limit = self.config.message_bytes_max;
+        if payload.len() > limit {
+            return Err(format!("{} bytes is over the {limit}-byte limit", payload.len()));
+        }
+        let token = self.config.prefix.token(kind.token(), subject).ok_or_else(|| format!("unexpected subject {subject:?}"))?;
+        match kind {
+            StreamKind::Start => wire::parse_start(token, payload).map(|start| Inbound::Start {
+                saga_type: start.saga_type,
+                saga_id: start.saga_id,
+                input: start.input,
+            }),
+            _ => wire::parse_reply(token, payload).map(|(saga_id, reply)| Inbound::Reply { saga_id, reply }),
+        }
+        .map_err(|poison| poison.reason)
+    }
+}
+
+/// An [`Ack`] that acks `message` on the broker when fired (from any
+/// thread: the ack runs on the runtime that received the message).
+pub(super) fn ack_when_fired(message: Message) -> Ack {
+    let runtime = tokio::runtime::Handle::current();
+    Ack::new(move || {
+        runtime.spawn(async move {
+            if let Err(error) = message.ack().await {
+                tracing::warn!(subject = %message.subject, %error, "ack failed; the message will be redelivered");
+            }
+        });
+    })
+}

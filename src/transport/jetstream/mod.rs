@@ -1,0 +1,286 @@
+//! The production transport: NATS JetStream (server 2.9), and the only
+//! module that imports `async_nats`.
+//!
+//! [`JetStreamTransport::connect`] reaches the broker (bounded retries)
+//! and creates or updates the four streams of SPEC §3. Outbound, commands,
+//! replies, events and starts are published with a `Nats-Msg-Id` and the
+//! publish ack awaited, retrying with the same id so the broker drops the
+//! copies. Inbound, durable pull consumers feed the engine
+//! ([`inbound`]) and participants ([`participant`]); a message is acked
+//! only when its [`Ack`](super::Ack) fires.
+
+mod consumer;
+mod inbound;
+mod participant;
+mod streams;
+
+pub use participant::reply_message_id;
+pub use streams::{StoredMessage, StreamKind, StreamState};
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, Context};
+use async_nats::{ConnectOptions, HeaderMap};
+use bytes::Bytes;
+
+use super::{Transport, TransportError};
+use crate::saga::{Command, Recorded, SagaId};
+use crate::wire::{self, Subjects};
+
+/// Most messages a consumer hands out before they are acked: bounds the
+/// work in flight per consumer (shared by every process on it).
+pub const MAX_ACK_PENDING: i64 = 1_024;
+/// Deliveries of one message before the broker gives up on it.
+pub const MAX_DELIVER_DEFAULT: i64 = 20;
+/// Tries to reach the broker at start-up before giving up.
+pub const CONNECT_ATTEMPTS_MAX: u32 = 10;
+/// Tries of one publish (same message id) before it is an error.
+pub const PUBLISH_ATTEMPTS_MAX: u32 = 5;
+/// Most commands waiting for one participant task.
+pub const COMMAND_QUEUE_MAX: usize = 1_024;
+/// Longest pause between two connect attempts.
+const CONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
+
+/// How to reach the broker and how to set up streams and consumers.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// `nats://host:port` (several separated by commas).
+    pub url: String,
+    /// The subject prefix; stream and consumer names derive from it.
+    pub prefix: Subjects,
+    /// Stream replicas (1 for a single server).
+    pub replicas: usize,
+    /// How long the broker remembers a `Nats-Msg-Id` to drop duplicates.
+    pub duplicate_window: Duration,
+    /// A `.creds` file (JWT + nkey).
+    pub credentials_file: Option<PathBuf>,
+    /// An nkey seed (`SU…`).
+    pub nkey_seed: Option<String>,
+    /// CA certificate(s) to trust (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM), with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse a connection without TLS.
+    pub require_tls: bool,
+    /// How long a delivered message may stay unacked before redelivery.
+    pub ack_wait: Duration,
+    /// Deliveries of one message before the broker gives up on it.
+    pub max_deliver: i64,
+    /// Most unacked messages per consumer.
+    pub max_ack_pending: i64,
+    /// Largest inbound message; a larger one is poison.
+    pub message_bytes_max: usize,
+    /// How long to wait for one publish ack.
+    pub publish_timeout: Duration,
+    /// Tries of one publish before it is an error.
+    pub publish_attempts_max: u32,
+    /// Tries to reach the broker at start-up.
+    pub connect_attempts_max: u32,
+    /// Prefix of durable consumer names; `None` derives it from `prefix`.
+    pub consumer_prefix: Option<String>,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            prefix: Subjects::default(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            credentials_file: None,
+            nkey_seed: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: MAX_DELIVER_DEFAULT,
+            max_ack_pending: MAX_ACK_PENDING,
+            message_bytes_max: wire::MESSAGE_BYTES_MAX,
+            publish_timeout: Duration::from_secs(5),
+            publish_attempts_max: PUBLISH_ATTEMPTS_MAX,
+            connect_attempts_max: CONNECT_ATTEMPTS_MAX,
+            consumer_prefix: None,
+        }
+    }
+}
+
+impl JetStreamConfig {
+    /// The prefix of durable consumer names: `consumer_prefix`, else the
+    /// subject prefix with every character that is not a letter, digit,
+    /// `_` or `-` replaced by `_` (`t1.saga` → `t1_saga`).
+    pub fn consumer_prefix(&self) -> String {
+        self.consumer_prefix.clone().unwrap_or_else(|| sanitise(self.prefix.prefix()))
+    }
+}
+
+/// `text` usable in a stream or consumer name.
+fn sanitise(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
+/// The JetStream transport. Cheap to clone; clones share the connection
+/// and the poison counter.
+#[derive(Clone)]
+pub struct JetStreamTransport {
+    context: Context,
+    config: Arc<JetStreamConfig>,
+    poison_count: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for JetStreamTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamTransport").field("url", &self.config.url).field("prefix", &self.config.prefix.prefix()).finish()
+    }
+}
+
+impl JetStreamTransport {
+    /// Connects (retrying up to `connect_attempts_max` times, logging each
+    /// failure) and creates or updates the four streams.
+    pub async fn connect(config: JetStreamConfig) -> Result<Self, TransportError> {
+        let client = connect_with_retry(&config).await?;
+        let context = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client);
+        let transport = Self { context, config: Arc::new(config), poison_count: Arc::default() };
+        for kind in StreamKind::ALL {
+            transport.ensure_stream(kind).await?;
+        }
+        Ok(transport)
+    }
+
+    /// The configuration it was connected with.
+    pub fn config(&self) -> &JetStreamConfig {
+        &self.config
+    }
+
+    /// The subjects it publishes and consumes.
+    pub fn subjects(&self) -> &Subjects {
+        &self.config.prefix
+    }
+
+    /// Poison messages acknowledged by [`Self::run_inbound`] so far (all clones).
+    pub fn poison_count(&self) -> u64 {
+        self.poison_count.load(Ordering::Relaxed)
+    }
+
+    /// Publishes a committed event on `<prefix>.event.<saga_type>.<saga_id>`
+    /// with `Nats-Msg-Id` = `<saga_id>:<seq>`, so a relay that publishes
+    /// it again after a crash leaves one copy.
+    pub async fn publish_event(&self, saga_type: &str, recorded: &Recorded, saga_id: SagaId) -> Result<(), TransportError> {
+        let subject = self.config.prefix.event(saga_type, saga_id);
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", wire::event_message_id(saga_id, recorded.seq));
+        headers.insert("traceparent", wire::traceparent(saga_id, recorded.seq));
+        self.publish(subject, headers, wire::event_body(saga_id, saga_type, recorded)).await
+    }
+
+    /// Publishes a start request on `<prefix>.start.<saga_type>` (for
+    /// clients and tests). A given `saga_id` is also the message id.
+    pub async fn publish_start(&self, saga_type: &str, body: &wire::StartBody) -> Result<(), TransportError> {
+        let mut headers = HeaderMap::new();
+        if let Some(id) = &body.saga_id {
+            headers.insert("Nats-Msg-Id", format!("{id}:start"));
+        }
+        let bytes = serde_json::to_vec(body).map_err(|e| TransportError::Publish(e.to_string()))?;
+        self.publish(self.config.prefix.start(saga_type), headers, bytes).await
+    }
+
+    /// Publishes `payload` as is on `subject` (tests inject garbage with it).
+    pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+        self.publish(subject.to_owned(), HeaderMap::new(), payload).await
+    }
+
+    /// Publishes and awaits the broker's ack, retrying on error or timeout
+    /// with the same headers (so the same `Nats-Msg-Id`) up to
+    /// `publish_attempts_max` times.
+    async fn publish(&self, subject: String, headers: HeaderMap, payload: Vec<u8>) -> Result<(), TransportError> {
+        let payload = Bytes::from(payload);
+        let attempts_max = self.config.publish_attempts_max.max(1);
+        let mut last_error = String::new();
+        for attempt in 1..=attempts_max {
+            match self.publish_once(&subject, headers.clone(), payload.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%subject, attempt, attempts_max, %error, "publish failed");
+                    last_error = error;
+                }
+            }
+            if attempt < attempts_max {
+                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+            }
+        }
+        Err(TransportError::Publish(format!("{subject}: {last_error} (after {attempts_max} attempts)")))
+    }
+
+    async fn publish_once(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<(), String> {
+        let ack = self.context.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(|e| e.to_string())?;
+        match tokio::time::timeout(self.config.publish_timeout, ack).await {
+            Ok(Ok(_ack)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no publish ack within {:?}", self.config.publish_timeout)),
+        }
+    }
+}
+
+impl Transport for JetStreamTransport {
+    async fn send(&self, command: &Command) -> Result<(), TransportError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", command.message_id.as_str());
+        headers.insert("traceparent", wire::traceparent(command.saga_id, span_id(&command.message_id)));
+        self.publish(self.config.prefix.command(command), headers, wire::command_body(command)).await
+    }
+}
+
+/// A span id per attempt: FNV-1a of the message id
+/// (`<saga_id>:<step>:<kind>:<attempt>`), so a re-send of one attempt
+/// carries the same span and every attempt its own.
+fn span_id(message_id: &str) -> u64 {
+    message_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+async fn connect_options(config: &JetStreamConfig) -> Result<ConnectOptions, TransportError> {
+    let mut options = ConnectOptions::new().name("jetsaga").require_tls(config.require_tls);
+    if let Some(path) = &config.credentials_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| TransportError::Connect(format!("credentials file {}: {e}", path.display())))?;
+    }
+    if let Some(seed) = &config.nkey_seed {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => options = options.add_client_certificate(cert.clone(), key.clone()),
+        (None, None) => {}
+        _ => return Err(TransportError::Connect("tls_cert and tls_key go together".to_owned())),
+    }
+    Ok(options)
+}
+
+/// Connects, retrying with a doubling pause (at most [`CONNECT_DELAY_MAX`]).
+async fn connect_with_retry(config: &JetStreamConfig) -> Result<async_nats::Client, TransportError> {
+    let attempts_max = config.connect_attempts_max.max(1);
+    let mut delay = Duration::from_millis(250);
+    let mut last_error = String::new();
+    for attempt in 1..=attempts_max {
+        match connect_options(config).await?.connect(config.url.as_str()).await {
+            Ok(client) => return Ok(client),
+            Err(error) => {
+                tracing::warn!(url = %config.url, attempt, attempts_max, %error, "cannot reach NATS");
+                last_error = error.to_string();
+            }
+        }
+        if attempt < attempts_max {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(CONNECT_DELAY_MAX);
+        }
+    }
+    Err(TransportError::Connect(format!("{}: {last_error} (after {attempts_max} attempts)", config.url)))
+}
