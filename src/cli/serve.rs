@@ -151,7 +151,14 @@ async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::
     };
     readiness.consumers.store(true, Ordering::SeqCst);
     let clock = Clock::system();
-    let relay = tokio::spawn(relay::run(store.clone(), Events(transport.clone()), RELAY_NAME, Arc::new(RelayLag::default()), move || clock.now_ms(), stopped()));
+    let relay = tokio::spawn(relay::run(
+        store.clone(),
+        Events(transport.clone()),
+        RELAY_NAME,
+        Arc::new(RelayLag::default()),
+        move || clock.now_ms(),
+        stopped(),
+    ));
 
     let result = engine.run(inbound, stopped()).await;
     let _ = http.await;

@@ -96,10 +96,18 @@ async fn metrics<S: EventStore>(axum::extract::State(ops): axum::extract::State<
     let m = &ops.metrics;
     let counters = [
         ("jetsaga_poison_messages_total", "Inbound messages kept as poison.", m.poison.load(Ordering::Relaxed)),
-        ("jetsaga_inputs_ignored_total", "Inputs recorded as ignored (duplicate, late, forged replies).", m.ignored.load(Ordering::Relaxed)),
+        (
+            "jetsaga_inputs_ignored_total",
+            "Inputs recorded as ignored (duplicate, late, forged replies).",
+            m.ignored.load(Ordering::Relaxed),
+        ),
         ("jetsaga_commands_sent_total", "Commands published to participants.", m.commands.load(Ordering::Relaxed)),
         ("jetsaga_group_commits_total", "Group commits of the engine.", m.appends.load(Ordering::Relaxed)),
-        ("jetsaga_deadlines_claimed_total", "Deadlines claimed in the store and fired by this process.", m.deadlines_claimed.load(Ordering::Relaxed)),
+        (
+            "jetsaga_deadlines_claimed_total",
+            "Deadlines claimed in the store and fired by this process.",
+            m.deadlines_claimed.load(Ordering::Relaxed),
+        ),
         ("jetsaga_deadlines_stale_total", "Claimed deadlines that were no longer due.", m.deadlines_stale.load(Ordering::Relaxed)),
     ];
     let mut text = String::new();

@@ -20,7 +20,10 @@ use crate::infra::{self, Serve};
 /// `sagas/trip_booking.toml` with short fuses, so kills cost seconds, not minutes.
 fn definition_dir() -> tempfile::TempDir {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sagas/trip_booking.toml")).expect("trip_booking");
-    let text = text.replace("timeout = \"2s\"", "timeout = \"1s\"").replace("max_attempts = 3, backoff = \"100ms\", max_backoff = \"1s\"", "max_attempts = 4, backoff = \"50ms\", max_backoff = \"400ms\"");
+    let text = text.replace("timeout = \"2s\"", "timeout = \"1s\"").replace(
+        "max_attempts = 3, backoff = \"100ms\", max_backoff = \"1s\"",
+        "max_attempts = 4, backoff = \"50ms\", max_backoff = \"400ms\"",
+    );
     assert!(text.contains("timeout = \"1s\"") && text.contains("max_attempts = 4"), "the demo definition changed; update this test");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("trip_booking.toml"), text).expect("write");
@@ -42,7 +45,7 @@ struct World {
     stop: watch::Sender<bool>,
 }
 
-async fn world(failure_rate: f64, silence_rate: f64) -> World {
+async fn world(failure_rate: f64, silence_rate: f64, latency: Duration) -> World {
     let schema = infra::unique("jetsaga_crash");
     let prefix = format!("{}.saga", infra::unique("crash"));
     let store = infra::postgres(&schema).await;
@@ -51,7 +54,7 @@ async fn world(failure_rate: f64, silence_rate: f64) -> World {
     let catalog = jetsaga::loader::load(sagas.path()).expect("definition");
     let ledger = EffectLedger::new();
     let (stop, mut stop_rx) = watch::channel(false);
-    let config = SimulationConfig { failure_rate, silence_rate, latency: Duration::from_millis(10), seed: 7, fault_attempts_max: 1 };
+    let config = SimulationConfig { failure_rate, silence_rate, latency, seed: 7, fault_attempts_max: 1 };
     spawn_simulated(transport.clone(), config, ledger.clone(), async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     })
@@ -124,13 +127,18 @@ impl World {
 /// What the participants did for one saga matches its ending: completed =
 /// every action took effect and nothing was undone; compensated = exactly
 /// the actions that took effect were undone, last step first.
-fn participant_view(def: &jetsaga::definition::SagaDefinition, id: SagaId, order: &[String], status: Status, ledger: &EffectLedger) -> Vec<String> {
+fn participant_view(
+    def: &jetsaga::definition::SagaDefinition,
+    id: SagaId,
+    order: &[String],
+    status: Status,
+    ledger: &EffectLedger,
+) -> Vec<String> {
     let key = |step: &str, kind: Kind| saga::idempotency_key(id, step, kind);
-    let done: BTreeSet<usize> = (0..def.steps.len()).filter(|&i| ledger.count(&key(def.steps[i].name.as_str(), Kind::Action)) > 0).collect();
-    let undone: Vec<usize> = order
-        .iter()
-        .filter_map(|k| (0..def.steps.len()).find(|&i| *k == key(def.steps[i].name.as_str(), Kind::Compensation)))
-        .collect();
+    let done: BTreeSet<usize> =
+        (0..def.steps.len()).filter(|&i| ledger.count(&key(def.steps[i].name.as_str(), Kind::Action)) > 0).collect();
+    let undone: Vec<usize> =
+        order.iter().filter_map(|k| (0..def.steps.len()).find(|&i| *k == key(def.steps[i].name.as_str(), Kind::Compensation))).collect();
     let mut problems = Vec::new();
     match status {
         Status::Completed if done.len() != def.steps.len() || !undone.is_empty() => {
@@ -152,7 +160,7 @@ const KILLS: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_killed_five_times_loses_nothing_and_doubles_nothing() {
-    let world = world(0.1, 0.05).await;
+    let world = world(0.1, 0.05, Duration::from_millis(40)).await;
     let started = Instant::now();
     let mut serve = world.serve();
     serve.ready().await;
@@ -178,15 +186,22 @@ async fn serve_killed_five_times_loses_nothing_and_doubles_nothing() {
     }
     let mut published = BTreeSet::new();
     for _ in 0..120 {
-        published = world.transport.stored_messages(StreamKind::Events).await.expect("events").into_iter().filter_map(|m| m.message_id).collect();
+        published =
+            world.transport.stored_messages(StreamKind::Events).await.expect("events").into_iter().filter_map(|m| m.message_id).collect();
         if expected.is_subset(&published) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let missing_events = expected.difference(&published).count();
+    // Sagas a restart found in flight (recovery recorded their grace).
+    let mut recovered = 0;
+    for n in 0..SAGAS {
+        let log = world.store.load(saga_id(n), None).await.expect("load");
+        recovered += usize::from(log.iter().any(|r| r.event.type_name() == "deadline_extended"));
+    }
     eprintln!(
-        "crash test: {SAGAS} sagas, {KILLS} SIGKILLs, {lost} lost, {} double effects, {} effects, {missing_events} events missing from SAGA_EVENTS of {}, statuses {statuses:?}, {:.1?}",
+        "crash test: {SAGAS} sagas, {KILLS} SIGKILLs, {recovered} sagas recovered in flight, {lost} lost, {} double effects, {} effects, {missing_events} events missing from SAGA_EVENTS of {}, statuses {statuses:?}, {:.1?}",
         doubled.len(),
         world.ledger.total(),
         expected.len(),
@@ -194,6 +209,7 @@ async fn serve_killed_five_times_loses_nothing_and_doubles_nothing() {
     );
     assert_eq!(serve.terminate().code(), Some(0), "SIGTERM is a clean exit");
     assert_eq!(lost, 0, "every acknowledged start became a saga");
+    assert!(recovered > 0, "the kills must hit sagas in flight");
     assert!(doubled.is_empty(), "effects that happened twice: {doubled:?}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(missing_events, 0, "committed events missing from SAGA_EVENTS");
@@ -208,7 +224,7 @@ async fn metric(serve: &Serve, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serve_processes_share_the_work_and_each_deadline_fires_once() {
-    let world = world(0.0, 0.3).await;
+    let world = world(0.0, 0.3, Duration::from_millis(10)).await;
     let (mut a, mut b) = (world.serve(), world.serve());
     a.ready().await;
     b.ready().await;

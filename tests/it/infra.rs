@@ -39,8 +39,11 @@ pub fn schema_url(schema: &str) -> String {
 
 /// A JetStream transport under its own prefix (own streams).
 pub async fn nats(prefix: &str, ack_wait: Duration) -> JetStreamTransport {
-    let config = JetStreamConfig { url: nats_url(), prefix: Subjects::new(prefix), ack_wait, connect_attempts_max: 2, ..JetStreamConfig::default() };
-    JetStreamTransport::connect(config).await.unwrap_or_else(|e| panic!("NATS JetStream at {} is needed (run scripts/services): {e}", nats_url()))
+    let config =
+        JetStreamConfig { url: nats_url(), prefix: Subjects::new(prefix), ack_wait, connect_attempts_max: 2, ..JetStreamConfig::default() };
+    JetStreamTransport::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("NATS JetStream at {} is needed (run scripts/services): {e}", nats_url()))
 }
 
 /// A `jetsaga serve` child process.

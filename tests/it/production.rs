@@ -110,7 +110,9 @@ impl Stack {
         let (s, t, stop_relay) = (store.clone(), transport.clone(), stopped());
         tasks.push(tokio::spawn(async move {
             let clock = jetsaga::runtime::Clock::system();
-            relay::run(s, Events(t), "saga_events", Arc::new(RelayLag::default()), move || clock.now_ms(), stop_relay).await.expect("relay");
+            relay::run(s, Events(t), "saga_events", Arc::new(RelayLag::default()), move || clock.now_ms(), stop_relay)
+                .await
+                .expect("relay");
         }));
         let stop_engine = stopped();
         tasks.push(tokio::spawn(async move {
@@ -244,7 +246,14 @@ async fn duplicate_and_garbage_replies_change_nothing_and_poison_is_kept() {
     let duplicate = json!({"saga_id": saga.to_string(), "step": "flight", "kind": "action", "attempt": 1, "status": "ok"});
     stack.transport.publish_raw(&format!("{prefix}.reply.flights"), duplicate.to_string().into_bytes()).await.expect("published");
     stack.transport.publish_raw(&format!("{prefix}.reply.flights"), b"{not json".to_vec()).await.expect("published");
-    stack.transport.publish_raw(&format!("{prefix}.reply.flights"), br#"{"saga_id": "nope", "step": "a", "kind": "action", "attempt": 1, "status": "ok"}"#.to_vec()).await.expect("published");
+    stack
+        .transport
+        .publish_raw(
+            &format!("{prefix}.reply.flights"),
+            br#"{"saga_id": "nope", "step": "a", "kind": "action", "attempt": 1, "status": "ok"}"#.to_vec(),
+        )
+        .await
+        .expect("published");
     stack.transport.publish_raw(&format!("{prefix}.start.no_such_saga"), b"{}".to_vec()).await.expect("published");
     let mut poison = Vec::new();
     for _ in 0..200 {
@@ -261,7 +270,10 @@ async fn duplicate_and_garbage_replies_change_nothing_and_poison_is_kept() {
     assert!(reasons.iter().any(|r| r.contains("unknown saga type")), "{reasons:?}");
     assert_eq!(stack.metrics.poison.load(std::sync::atomic::Ordering::Relaxed), 3);
     let log = stack.store.load(saga, None).await.expect("load");
-    assert!(log.iter().any(|r| matches!(&r.event, SagaEvent::InputIgnored { reason, .. } if reason.contains("awaits pay:action"))), "{log:?}");
+    assert!(
+        log.iter().any(|r| matches!(&r.event, SagaEvent::InputIgnored { reason, .. } if reason.contains("awaits pay:action"))),
+        "{log:?}"
+    );
     let summary = stack.store.summary(saga).await.expect("summary").expect("saga");
     assert_eq!(summary.current_step.as_deref(), Some("pay"), "the duplicate changed nothing");
     stack.stop().await;
