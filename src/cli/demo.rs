@@ -1,8 +1,11 @@
-//! `jetsaga demo`: the trip booking on the embedded default.
+//! `jetsaga demo`: the trip booking, on the embedded default or on real
+//! infrastructure.
 //!
 //! The SDK's simulated participants (no faults; the payment service
-//! refuses one card), the in-memory transport and a SQLite file: one saga completes, one is
-//! compensated, and both timelines are printed from the store.
+//! refuses one card) answer over the in-memory transport and the events go
+//! to a SQLite file; with `--nats-url` and/or `--database-url` the same
+//! demo runs over NATS JetStream and PostgreSQL. One saga completes, one
+//! is compensated, and both timelines are printed from the store.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,7 +21,10 @@ use crate::participant::{self, EffectLedger, SimulationConfig, DECLINED_CARD};
 use crate::runtime::{Engine, EngineConfig, EngineHandle, INBOUND_QUEUE_MAX};
 use crate::saga::{self, SagaId};
 use crate::store::{EventStore, SqliteStore};
+use crate::runtime::poison::StorePoison;
+use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
 use crate::transport::MemoryTransport;
+use crate::wire::Subjects;
 
 /// The demo definition, for when `sagas/` is not at hand.
 const TRIP_BOOKING: &str = include_str!("../../sagas/trip_booking.toml");
@@ -29,16 +35,30 @@ const DEMO_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a demo participant takes to answer, typically.
 const DEMO_LATENCY: Duration = Duration::from_millis(5);
 
+/// Where the demo runs.
+#[derive(Debug, Clone)]
+pub(super) struct DemoArgs {
+    pub(super) sagas: PathBuf,
+    pub(super) database: Option<PathBuf>,
+    pub(super) nats_url: Option<String>,
+    pub(super) database_url: Option<String>,
+    pub(super) subject_prefix: String,
+}
+
 /// Runs the demo.
-pub(super) fn run(sagas: &Path, database: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let catalog = catalog(sagas)?;
-    let path = match database {
-        Some(path) => path,
-        None => fresh_temp_db()?,
-    };
+pub(super) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let catalog = catalog(&args.sagas)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("failed to start the async runtime")?;
-    runtime.block_on(demo(catalog, &path))?;
+    if args.nats_url.is_none() && args.database_url.is_none() {
+        let path = match args.database {
+            Some(path) => path,
+            None => fresh_temp_db()?,
+        };
+        runtime.block_on(demo(catalog, &path))?;
+    } else {
+        runtime.block_on(infrastructure(catalog, args))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -82,16 +102,7 @@ async fn demo(catalog: Catalog, path: &Path) -> anyhow::Result<()> {
     }));
 
     println!("jetsaga demo: trip_booking with in-process participants, events in SQLite\n");
-    let ok = start(&handle, json!({ "traveller": "Ada Lovelace", "card": "4242-4242-4242-4242" })).await?;
-    let declined = start(&handle, json!({ "traveller": "Charles Babbage", "card": DECLINED_CARD })).await?;
-    for (title, id) in [("1. a trip that completes", ok), ("2. a trip whose payment is refused, so it compensates", declined)] {
-        wait_until_finished(&store, id).await?;
-        let log = store.load(id, None).await?;
-        let def = catalog.get("trip_booking").context("trip_booking is not loaded")?;
-        let state = saga::fold(def, id, &log);
-        println!("{title}");
-        println!("{}", crate::cli::timeline::render(id, state.as_ref(), &log));
-    }
+    show(&catalog, &store, &handle).await?;
     let _ = stop.send(());
     running.await.context("the engine task failed")??;
     let _ = stop_participants.send(());
@@ -101,6 +112,78 @@ async fn demo(catalog: Catalog, path: &Path) -> anyhow::Result<()> {
     println!("events are in {}", path.display());
     println!("  look inside: sqlite3 {} 'select saga_id, seq, event_type from events'", path.display());
     Ok(())
+}
+
+/// Starts the two trips and prints their timelines from the store.
+async fn show<S: EventStore>(catalog: &Catalog, store: &S, handle: &EngineHandle) -> anyhow::Result<()> {
+    let ok = start(handle, json!({ "traveller": "Ada Lovelace", "card": "4242-4242-4242-4242" })).await?;
+    let declined = start(handle, json!({ "traveller": "Charles Babbage", "card": DECLINED_CARD })).await?;
+    for (title, id) in [("1. a trip that completes", ok), ("2. a trip whose payment is refused, so it compensates", declined)] {
+        wait_until_finished(store, id).await?;
+        let log = store.load(id, None).await?;
+        let def = catalog.get("trip_booking").context("trip_booking is not loaded")?;
+        let state = saga::fold(def, id, &log);
+        println!("{title}");
+        println!("{}", crate::cli::timeline::render(id, state.as_ref(), &log));
+    }
+    Ok(())
+}
+
+/// The demo over NATS JetStream and the database at `--database-url`
+/// (a fresh SQLite file when only `--nats-url` is given).
+async fn infrastructure(catalog: Catalog, args: DemoArgs) -> anyhow::Result<()> {
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", fresh_temp_db()?.display()),
+    };
+    let store = crate::store::open_url(&database_url).await.context("failed to open the event store")?;
+    let nats_url = args.nats_url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let config = JetStreamConfig { url: nats_url.clone(), prefix: Subjects::new(&args.subject_prefix), ..JetStreamConfig::default() };
+    let transport = JetStreamTransport::connect(config).await.with_context(|| format!("failed to connect to NATS at {nats_url}"))?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let config = SimulationConfig { latency: DEMO_LATENCY, ..SimulationConfig::default() };
+    let participants = participant::spawn_simulated(transport.clone(), config, EffectLedger::new(), stopped())
+        .await
+        .context("failed to start the simulated participants")?;
+    let engine = Engine::new(store.clone(), transport.clone(), &catalog, EngineConfig::default()).await.context("failed to start the engine")?;
+    let handle = engine.handle();
+    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
+    let poison = StorePoison::new(store.clone(), engine.metrics());
+    let consumers = {
+        let (transport, stop) = (transport.clone(), stopped());
+        tokio::spawn(async move { transport.run_inbound(tx, poison, stop).await })
+    };
+    let running = tokio::spawn(engine.run(inbound, stopped()));
+    println!("jetsaga demo: trip_booking over NATS JetStream ({nats_url}, subjects {}.*), events in {}\n", args.subject_prefix, redact(&database_url));
+    show(&catalog, &store, &handle).await?;
+    let _ = stop.send(true);
+    running.await.context("the engine task failed")??;
+    consumers.await.context("the consumer task failed")??;
+    for participant in participants {
+        participant.await.context("a participant task failed")??;
+    }
+    println!("commands went over {}.cmd.>, replies over {}.reply.>; events are in {}", args.subject_prefix, args.subject_prefix, redact(&database_url));
+    Ok(())
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 async fn start(handle: &EngineHandle, input: Value) -> anyhow::Result<SagaId> {

@@ -46,15 +46,25 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Run the booking demo on the embedded default: in-process
-    /// participants and a SQLite file, no server needed.
+    /// Run the booking demo: on the embedded default (in-process
+    /// participants and a SQLite file, no server needed), or over NATS
+    /// JetStream and PostgreSQL with --nats-url / --database-url.
     Demo {
         /// Definitions directory (falls back to the built-in trip_booking).
         #[arg(long, default_value = "sagas")]
         sagas: PathBuf,
         /// The SQLite file to keep the events in (default: a fresh file in the temp directory).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "database_url")]
         database: Option<PathBuf>,
+        /// Run over this NATS server instead of in-process.
+        #[arg(long)]
+        nats_url: Option<String>,
+        /// Keep the events here (postgres://… or sqlite://…); implies NATS.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Subject prefix of the demo over NATS (kept apart from `saga` by default).
+        #[arg(long, default_value = "jetsaga_demo")]
+        subject_prefix: String,
     },
     /// Serve simulated participants (flights, hotels, cars, payments,
     /// notifications) over NATS, with seeded failures, silences and latency.
@@ -92,7 +102,9 @@ pub fn run() -> ExitCode {
     init_tracing(&cli.log);
     let result = match cli.command {
         Command::Check { path, cases, seed } => check::run(&path, cases, seed),
-        Command::Demo { sagas, database } => demo::run(&sagas, database),
+        Command::Demo { sagas, database, nats_url, database_url, subject_prefix } => {
+            demo::run(demo::DemoArgs { sagas, database, nats_url, database_url, subject_prefix })
+        }
         Command::Participants { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix } => {
             participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix })
         }
