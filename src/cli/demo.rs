@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::definition::Catalog;
 use crate::loader;
 use crate::participant::{self, EffectLedger, SimulationConfig, DECLINED_CARD};
+use crate::runtime::poison::StorePoison;
 use crate::runtime::{Engine, EngineConfig, EngineHandle, INBOUND_QUEUE_MAX};
 use crate::saga::{self, SagaId};
 use crate::store::{EventStore, SqliteStore};
-use crate::runtime::poison::StorePoison;
 use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
 use crate::transport::MemoryTransport;
 use crate::wire::Subjects;
@@ -151,7 +151,8 @@ async fn infrastructure(catalog: Catalog, args: DemoArgs) -> anyhow::Result<()> 
     let participants = participant::spawn_simulated(transport.clone(), config, EffectLedger::new(), stopped())
         .await
         .context("failed to start the simulated participants")?;
-    let engine = Engine::new(store.clone(), transport.clone(), &catalog, EngineConfig::default()).await.context("failed to start the engine")?;
+    let engine =
+        Engine::new(store.clone(), transport.clone(), &catalog, EngineConfig::default()).await.context("failed to start the engine")?;
     let handle = engine.handle();
     let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
     let poison = StorePoison::new(store.clone(), engine.metrics());
@@ -160,7 +161,11 @@ async fn infrastructure(catalog: Catalog, args: DemoArgs) -> anyhow::Result<()> 
         tokio::spawn(async move { transport.run_inbound(tx, poison, stop).await })
     };
     let running = tokio::spawn(engine.run(inbound, stopped()));
-    println!("jetsaga demo: trip_booking over NATS JetStream ({nats_url}, subjects {}.*), events in {}\n", args.subject_prefix, redact(&database_url));
+    println!(
+        "jetsaga demo: trip_booking over NATS JetStream ({nats_url}, subjects {}.*), events in {}\n",
+        args.subject_prefix,
+        redact(&database_url)
+    );
     show(&catalog, &store, &handle).await?;
     let _ = stop.send(true);
     running.await.context("the engine task failed")??;
@@ -168,7 +173,12 @@ async fn infrastructure(catalog: Catalog, args: DemoArgs) -> anyhow::Result<()> 
     for participant in participants {
         participant.await.context("a participant task failed")??;
     }
-    println!("commands went over {}.cmd.>, replies over {}.reply.>; events are in {}", args.subject_prefix, args.subject_prefix, redact(&database_url));
+    println!(
+        "commands went over {}.cmd.>, replies over {}.reply.>; events are in {}",
+        args.subject_prefix,
+        args.subject_prefix,
+        redact(&database_url)
+    );
     Ok(())
 }
 

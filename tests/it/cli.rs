@@ -103,3 +103,27 @@ fn participants_refuses_bad_usage_with_exit_2() {
     assert!(text(&out.stderr).contains("--failure-rate 1.5"), "{}", text(&out.stderr));
     assert_eq!(jetsaga(&["participants", "--simulate", "--latency", "soon"]).status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn demo_runs_over_nats_and_postgres() {
+    let schema = crate::infra::unique("jetsaga_demo");
+    let store = crate::infra::postgres(&schema).await;
+    let prefix = crate::infra::unique("demo");
+    let url = crate::infra::schema_url(&schema);
+    let nats = crate::infra::nats_url();
+    let p = prefix.clone();
+    let out = tokio::task::spawn_blocking(move || jetsaga(&["demo", "--nats-url", &nats, "--database-url", &url, "--subject-prefix", &p]))
+        .await
+        .expect("demo ran");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("over NATS JetStream") && stdout.contains("completed after") && stdout.contains("compensated after"),
+        "{stdout}"
+    );
+    let page = store.list(&ListFilter::default(), None, 10).await.expect("list");
+    let statuses: Vec<&str> = page.sagas.iter().map(|s| s.status.as_str()).collect();
+    assert_eq!(statuses, ["completed", "compensated"]);
+    store.close().await;
+    let _ = crate::infra::nats(&prefix, std::time::Duration::from_secs(30)).await.delete_streams().await;
+}
