@@ -293,3 +293,23 @@ async fn starting_twice_with_one_id_makes_one_saga() {
     assert!(matches!(&log[0].event, SagaEvent::SagaStarted { input, .. } if *input == json!({"n": 1})));
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_participants_command_serves_sagas_over_nats() {
+    let stack = Stack::start(&[]).await;
+    let prefix = stack.transport.subjects().prefix().to_owned();
+    let mut participants = std::process::Command::new(env!("CARGO_BIN_EXE_jetsaga"))
+        .args(["participants", "--simulate", "--subject-prefix", &prefix, "--latency", "5ms", "--seed", "1"])
+        .env("NATS_URL", infra::nats_url())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("jetsaga participants starts");
+    let (ok, declined) = (id(7), id(8));
+    stack.start_saga(ok, json!({"card": "4242"})).await;
+    stack.start_saga(declined, json!({"card": jetsaga::participant::DECLINED_CARD})).await;
+    let statuses = (stack.finished(ok).await, stack.finished(declined).await);
+    let _ = participants.kill();
+    let _ = participants.wait();
+    assert_eq!(statuses, (Status::Completed, Status::Compensated));
+    stack.stop().await;
+}
