@@ -5,10 +5,12 @@
 //! - [`definition`]: `sagas/*.toml` parsed and validated (pure).
 //! - [`saga`]: the pure core: events, the fold, `decide`, effects, invariants.
 //! - [`sim`]: the deterministic simulator behind `jetsaga check` (pure).
-//! - [`store`]: the event store port and its adapters (memory, SQLite).
-//! - [`transport`]: the transport port and the in-process adapter.
-//! - [`runtime`]: the engine loop, durable timers, recovery, shutdown.
-//! - [`participant`]: the participant SDK: services, idempotency, simulated participants.
+//! - [`wire`]: the JSON messages and subjects of the NATS protocol.
+//! - [`store`]: the event store port and its adapters (memory, SQLite, PostgreSQL).
+//! - [`transport`]: the transport port and its adapters (in-process, NATS JetStream).
+//! - [`runtime`]: the engine loop, deadline claims, recovery, the event relay.
+//! - [`ops`]: the ops HTTP API.
+//! - [`participant`]: the participant SDK (a participant is a `tower::Service`).
 //! - [`loader`]: reads a definitions directory from disk.
 //! - [`cli`]: the `jetsaga` subcommands.
 #![forbid(unsafe_code)]
