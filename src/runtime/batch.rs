@@ -100,6 +100,11 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
 
     async fn decide_item(&mut self, item: Work, now_ms: i64, touched: &mut HashMap<SagaId, Touched>, order: &mut Vec<SagaId>) {
         let (saga_id, input, saga_type) = input_of(&item);
+        if matches!(item, Work::Request(Request::Operate { .. })) && !touched.contains_key(&saga_id) {
+            // An operator acts on what the store says now, not on a cache
+            // another engine may have outdated (a refusal is not retried).
+            self.cache.remove(&saga_id);
+        }
         let current = match touched.get(&saga_id) {
             Some(t) => Some((t.def.clone(), t.state.clone())),
             None => match self.load(saga_id).await {
