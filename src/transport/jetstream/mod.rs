@@ -10,10 +10,12 @@
 //! only when its [`Ack`](super::Ack) fires.
 
 mod consumer;
+mod follow;
 mod inbound;
 mod participant;
 mod streams;
 
+pub use follow::FOLLOW_QUEUE_MAX;
 pub use participant::reply_message_id;
 pub use streams::{StoredMessage, StreamKind, StreamState};
 
