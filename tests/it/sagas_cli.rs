@@ -200,7 +200,7 @@ async fn list_prints_a_table_or_json_and_filters() {
     let all = json_of(&api.cli(&["list", "--json"]).await);
     assert_eq!(ids(&all), [done[0].clone(), done[1].clone(), undone.clone()]);
     assert!(all.get("next_cursor").is_some(), "the API's JSON as is: {all}");
-    assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "compensated", "--json"]).await)), [undone.clone()]);
+    assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "compensated", "--json"]).await)), [undone.as_str()]);
     assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "completed,compensated", "--json"]).await)).len(), 3);
     assert_eq!(ids(&json_of(&api.cli(&["list", "--type", "trip", "--status", "stuck", "--json"]).await)).len(), 0);
     assert_eq!(ids(&json_of(&api.cli(&["list", "--stuck-for", "1s", "--json"]).await)).len(), 0);
@@ -250,7 +250,11 @@ async fn show_prints_steps_and_the_timeline() {
     for expected in ["saga     ", "type     trip v1", "status   completed", "reason   -", "STEP", "COMPENSATIONS"] {
         assert!(out.stdout.contains(expected), "{expected:?} in\n{}", out.stdout);
     }
-    assert!(out.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["flight", "succeeded", "1", "0", "-"]), "{}", out.stdout);
+    assert!(
+        out.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["flight", "succeeded", "1", "0", "-"]),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains(&format!("saga {done}: completed after")), "{}", out.stdout);
     assert!(out.stdout.contains("started (trip v1)"), "{}", out.stdout);
     assert_eq!(timeline_steps(&out.stdout, "action", "ok"), ["flight", "hotel", "pay"]);
@@ -259,7 +263,11 @@ async fn show_prints_steps_and_the_timeline() {
     let out = api.cli(&["show", &undone]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("status   compensated"), "{}", out.stdout);
-    assert!(out.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["hotel", "compensated", "1", "1", "-"]), "{}", out.stdout);
+    assert!(
+        out.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["hotel", "compensated", "1", "1", "-"]),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("failed: card declined"), "{}", out.stdout);
     assert_eq!(timeline_steps(&out.stdout, "compensation", "ok"), ["hotel", "flight"], "compensations run in reverse:\n{}", out.stdout);
 
@@ -278,7 +286,7 @@ async fn show_prints_steps_and_the_timeline() {
 async fn retry_moves_a_stuck_saga_on() {
     let api = api().await;
     let id = api.saga(1, json!({"card": "silent"})).await;
-    assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "stuck", "--json"]).await)), [id.clone()]);
+    assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "stuck", "--json"]).await)), [id.as_str()]);
     let stuck = api.cli(&["show", &id]).await;
     assert!(stuck.stdout.lines().any(|l| l.starts_with("pay") && l.contains("stuck")), "{}", stuck.stdout);
 
@@ -397,15 +405,19 @@ async fn tail_follows_new_events_over_nats() {
     let url = infra::nats_url();
     let mut people = Tail::start(&["sagas", "tail", "--type", "trip", "--nats-url", &url, "--subject-prefix", &prefix]).await;
     let id_text = id.to_string();
-    let mut machines =
-        Tail::start(&["sagas", "tail", "--saga", &id_text, "--json", "--nats-url", &url, "--subject-prefix", &prefix]).await;
+    let mut machines = Tail::start(&["sagas", "tail", "--saga", &id_text, "--json", "--nats-url", &url, "--subject-prefix", &prefix]).await;
 
     transport.publish_event("cruise", &started(1), other).await.expect("another type");
     transport.publish_event("trip", &started(1), id).await.expect("publish");
     let sent = Recorded {
         seq: 2,
         at_ms: now_ms + 5,
-        event: SagaEvent::CommandSent { step: StepName::parse("flight").expect("name"), kind: Kind::Action, attempt: 1, deadline_ms: now_ms + 100 },
+        event: SagaEvent::CommandSent {
+            step: StepName::parse("flight").expect("name"),
+            kind: Kind::Action,
+            attempt: 1,
+            deadline_ms: now_ms + 100,
+        },
     };
     transport.publish_event("trip", &sent, id).await.expect("publish");
 
@@ -416,7 +428,10 @@ async fn tail_follows_new_events_over_nats() {
     assert!(second.starts_with(&jetsaga::wire::rfc3339(now_ms + 5)), "the time first: {second}");
 
     let body: Value = serde_json::from_str(&machines.line().await).expect("a JSON line");
-    assert_eq!((body["saga_id"].as_str(), body["type"].as_str(), body["seq"].as_u64()), (Some(id_text.as_str()), Some("saga_started"), Some(1)));
+    assert_eq!(
+        (body["saga_id"].as_str(), body["type"].as_str(), body["seq"].as_u64()),
+        (Some(id_text.as_str()), Some("saga_started"), Some(1))
+    );
     let body: Value = serde_json::from_str(&machines.line().await).expect("a JSON line");
     assert_eq!(body["data"]["step"], "flight");
 

@@ -161,4 +161,3 @@ fn finish(method: &'static str, url: String, result: Result<ureq::http::Response
         }
     }
 }
-

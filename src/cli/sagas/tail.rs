@@ -56,10 +56,9 @@ async fn follow(args: TailArgs, filter: String, json: bool) -> anyhow::Result<()
         ..JetStreamConfig::default()
     };
     let transport = JetStreamTransport::attach(config).await.with_context(|| format!("cannot reach NATS at {}", args.nats_url))?;
-    let mut events = transport
-        .follow_events(&filter)
-        .await
-        .with_context(|| format!("cannot follow events at {} (is `jetsaga serve` running with prefix {:?}?)", args.nats_url, args.subject_prefix))?;
+    let mut events = transport.follow_events(&filter).await.with_context(|| {
+        format!("cannot follow events at {} (is `jetsaga serve` running with prefix {:?}?)", args.nats_url, args.subject_prefix)
+    })?;
     eprintln!("following {filter} on {} (Ctrl-C to stop)", args.nats_url);
     loop {
         tokio::select! {

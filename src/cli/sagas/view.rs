@@ -87,7 +87,8 @@ mod tests {
 
     #[test]
     fn tables_align_and_trim() {
-        let rows = vec![vec!["a".to_owned(), "long value".to_owned(), String::new()], vec!["bbb".to_owned(), "x".to_owned(), "z".to_owned()]];
+        let rows =
+            vec![vec!["a".to_owned(), "long value".to_owned(), String::new()], vec!["bbb".to_owned(), "x".to_owned(), "z".to_owned()]];
         assert_eq!(table(&["H1", "H2", "H3"], &rows), "H1   H2          H3\na    long value\nbbb  x           z\n");
     }
 
