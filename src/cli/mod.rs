@@ -1,4 +1,5 @@
-//! The `jetsaga` command line: `serve`, `check`, `demo`, `participants`.
+//! The `jetsaga` command line: `serve`, `check`, `demo`, `participants`,
+//! `sagas`.
 //!
 //! The only place that uses `anyhow`: each subcommand returns
 //! `anyhow::Result<ExitCode>` and [`run`] prints the error chain.
@@ -6,6 +7,7 @@
 mod check;
 mod demo;
 mod participants;
+mod sagas;
 mod serve;
 pub mod timeline;
 
@@ -94,6 +96,12 @@ enum Command {
     /// The orchestrator: consumes starts and replies from NATS JetStream,
     /// keeps every saga's events in PostgreSQL (or SQLite), serves the ops API.
     Serve(serve::ServeArgs),
+    /// The operator's view through the ops API: list, show, retry,
+    /// compensate, abort; and tail the events stream.
+    ///
+    /// Exit 0 on success, 1 on an API or connection error (the message
+    /// names the URL), 2 on a usage error (e.g. a malformed saga id).
+    Sagas(sagas::SagasArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -109,6 +117,7 @@ pub fn run() -> ExitCode {
             participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix })
         }
         Command::Serve(args) => serve::run(args),
+        Command::Sagas(args) => sagas::run(args),
     };
     match result {
         Ok(code) => code,

@@ -62,9 +62,15 @@ fn failed(error: &Option<String>) -> String {
 
 /// The whole timeline as aligned text, headed by the saga's id and status.
 pub fn render(id: SagaId, state: Option<&SagaState>, log: &[Recorded]) -> String {
+    let status = state.map_or("unknown".to_string(), |s| s.status.to_string());
+    render_with_status(id, &status, log)
+}
+
+/// [`render`] for a caller that knows the status but not the state (the
+/// `jetsaga sagas show` client reads it from the ops API).
+pub fn render_with_status(id: SagaId, status: &str, log: &[Recorded]) -> String {
     let mut out = String::new();
     let total = log.last().map_or(0, |l| l.at_ms) - log.first().map_or(0, |f| f.at_ms);
-    let status = state.map_or("unknown".to_string(), |s| s.status.to_string());
     let _ = writeln!(out, "saga {id}: {status} after {total} ms, {} events", log.len());
     let rows = rows(log);
     let width = |f: fn(&Row) -> usize, title: &str| rows.iter().map(f).max().unwrap_or(0).max(title.len());

@@ -9,6 +9,7 @@ mod ops;
 mod participant;
 mod production;
 mod runtime;
+mod sagas_cli;
 mod simulation;
 mod store_contract;
 mod tidy;

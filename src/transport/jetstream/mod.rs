@@ -10,10 +10,12 @@
 //! only when its [`Ack`](super::Ack) fires.
 
 mod consumer;
+mod follow;
 mod inbound;
 mod participant;
 mod streams;
 
+pub use follow::FOLLOW_QUEUE_MAX;
 pub use participant::reply_message_id;
 pub use streams::{StoredMessage, StreamKind, StreamState};
 
@@ -143,13 +145,20 @@ impl JetStreamTransport {
     /// Connects (retrying up to `connect_attempts_max` times, logging each
     /// failure) and creates or updates the four streams.
     pub async fn connect(config: JetStreamConfig) -> Result<Self, TransportError> {
-        let client = connect_with_retry(&config).await?;
-        let context = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client);
-        let transport = Self { context, config: Arc::new(config), poison_count: Arc::default() };
+        let transport = Self::attach(config).await?;
         for kind in StreamKind::ALL {
             transport.ensure_stream(kind).await?;
         }
         Ok(transport)
+    }
+
+    /// Connects like [`Self::connect`] but leaves the streams as they are:
+    /// for read-only tools (`jetsaga sagas tail`), which must not change
+    /// the replicas or windows a running orchestrator configured.
+    pub async fn attach(config: JetStreamConfig) -> Result<Self, TransportError> {
+        let client = connect_with_retry(&config).await?;
+        let context = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client);
+        Ok(Self { context, config: Arc::new(config), poison_count: Arc::default() })
     }
 
     /// The configuration it was connected with.
