@@ -47,12 +47,12 @@
 
   const pad = (n) => String(n).padStart(2, '0');
 
-  /** "2024-05-01 12:03:04" in local time, the ISO instant in the tooltip. */
-  function time(iso) {
+  /** "2024-05-01 12:03:04" in local time (with ms for events), the ISO instant in the tooltip. */
+  function time(iso, ms) {
     if (!iso) return '–';
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return iso;
-    const text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    const text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${ms ? `.${String(d.getMilliseconds()).padStart(3, '0')}` : ''}`;
     return h('time', { datetime: iso, title: iso }, text);
   }
 
@@ -365,7 +365,7 @@
         h('div', {}, h('dt', {}, 'Current step'), h('dd', { class: 'mono' }, d.current_step || '–')),
         h('div', {}, h('dt', {}, 'Started'), h('dd', {}, time(d.started_at))),
         h('div', {}, h('dt', {}, 'Updated'), h('dd', {}, time(d.updated_at), ` (${ago(d.updated_at)})`)),
-        d.reason ? h('div', { class: 'wide' }, h('dt', {}, 'Reason'), h('dd', { 'data-testid': 'saga-reason' }, d.reason)) : null));
+        d.reason ? h('div', { class: 'wide' }, h('dt', {}, 'Last reason'), h('dd', { 'data-testid': 'saga-reason' }, d.reason)) : null));
     const terminal = ['completed', 'compensated', 'aborted'].includes(d.status);
     for (const b of buttons) b.disabled = terminal;
   }
@@ -409,7 +409,7 @@
         }
         case 'saga_started': sagaMarks.push({ seq: e.seq, type: e.type, label: 'started' }); break;
         case 'compensation_started': sagaMarks.push({ seq: e.seq, type: e.type, label: 'compensating', detail: d.reason }); break;
-        case 'operator_intervened': sagaMarks.push({ seq: e.seq, type: e.type, label: `operator: ${d.verb}`, detail: d.reason }); break;
+        case 'operator_intervened': sagaMarks.push({ seq: e.seq, type: e.type, label: d.verb, detail: `operator ${d.verb}: ${d.reason}` }); break;
         case 'saga_completed': sagaMarks.push({ seq: e.seq, type: e.type, label: 'completed' }); break;
         case 'saga_compensated': sagaMarks.push({ seq: e.seq, type: e.type, label: 'compensated' }); break;
         case 'saga_aborted': sagaMarks.push({ seq: e.seq, type: e.type, label: 'aborted', detail: d.reason }); break;
@@ -472,7 +472,7 @@
     return h('tr', { 'data-seq': e.seq, class: `ev-${e.type}` },
       h('td', { class: 'num' }, String(e.seq)),
       h('td', {}, h('span', { class: `ev-type ev-${e.type}` }, e.type)),
-      h('td', { class: 'nowrap' }, time(e.at)),
+      h('td', { class: 'nowrap' }, time(e.at, true)),
       h('td', { class: 'data' }, h('code', {}, data)));
   }
 
