@@ -159,8 +159,12 @@ async fn an_operator_finds_a_stuck_saga_and_retries_it_from_the_dashboard() {
     browser.click(&format!("[data-testid=saga-row][data-saga-id='{STUCK}']")).await;
     browser.wait_js("return location.hash", &format!("#/saga/{STUCK}")).await;
     browser.wait_text("[data-testid=status-badge]", "stuck").await;
-    browser.wait_js("return [...document.querySelectorAll('[data-testid=attempt-block]')].map(b => b.textContent).join(' ')",
-        "→#1ok →#1timed out →#2timed out").await;
+    browser
+        .wait_js(
+            "return [...document.querySelectorAll('[data-testid=attempt-block]')].map(b => b.textContent).join(' ')",
+            "→#1ok →#1timed out →#2timed out",
+        )
+        .await;
     browser.wait_js("return document.querySelectorAll('[data-testid=event-table] tbody tr').length > 5", "true").await;
 
     // Time travel: at seq 2 the saga was running, its first step in flight.
@@ -168,8 +172,12 @@ async fn an_operator_finds_a_stuck_saga_and_retries_it_from_the_dashboard() {
                       s.value = arguments[0]; s.dispatchEvent(new Event('input')); return s.value";
     browser.execute(set_slider, json!([2])).await.expect("slider moved");
     browser.wait_text("[data-testid=state-status]", "running").await;
-    browser.wait_js("return [...document.querySelectorAll('[data-testid=state-step-status]')].map(b => b.textContent).join(' ')",
-        "running pending pending").await;
+    browser
+        .wait_js(
+            "return [...document.querySelectorAll('[data-testid=state-step-status]')].map(b => b.textContent).join(' ')",
+            "running pending pending",
+        )
+        .await;
     browser.execute(set_slider, json!([1000])).await.expect("slider moved");
     browser.wait_text("[data-testid=state-status]", "stuck").await;
 
@@ -289,9 +297,8 @@ impl Browser {
 
     /// Runs `script` in the page, with a `rows()` helper: the ids of the rows shown.
     async fn execute(&self, script: &str, args: Value) -> Result<Value, String> {
-        let script = format!(
-            "const rows = () => [...document.querySelectorAll('[data-testid=saga-row]')].map(r => r.dataset.sagaId);\n{script}"
-        );
+        let script =
+            format!("const rows = () => [...document.querySelectorAll('[data-testid=saga-row]')].map(r => r.dataset.sagaId);\n{script}");
         self.command("POST", "/execute/sync", Some(json!({ "script": script, "args": args }))).await
     }
 
