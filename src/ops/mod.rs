@@ -8,6 +8,7 @@
 mod list;
 mod operate;
 mod sagas;
+mod ui;
 
 pub use list::PAGE_SIZE_DEFAULT;
 pub use operate::{constant_time_eq, REASON_BYTES_MAX};
@@ -79,6 +80,7 @@ pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
         .merge(sagas::routes::<S>())
         .merge(list::routes::<S>())
         .merge(operate::routes::<S>())
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(Arc::new(ops))
 }
