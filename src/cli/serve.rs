@@ -133,12 +133,14 @@ async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::
     let config = EngineConfig { ack_wait_ms: i64::try_from(args.ack_wait.as_millis()).unwrap_or(i64::MAX), ..EngineConfig::default() };
     let engine = Engine::new(store.clone(), transport.clone(), &catalog, config).await.context("failed to start the engine")?;
     let metrics = engine.metrics();
+    let relay_lag = Arc::new(RelayLag::default());
     let ops = Ops {
         engine: engine.handle(),
         store: store.clone(),
         definitions: engine.definitions(),
         readiness: readiness.clone(),
         metrics: metrics.clone(),
+        relay_lag: relay_lag.clone(),
         token: args.ops_token.clone(),
     };
     let http = tokio::spawn(ops::serve(listener, ops::router(ops), stopped()));
@@ -155,7 +157,7 @@ async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::
         store.clone(),
         Events(transport.clone()),
         RELAY_NAME,
-        Arc::new(RelayLag::default()),
+        relay_lag,
         move || clock.now_ms(),
         stopped(),
     ));
