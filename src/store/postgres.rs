@@ -25,6 +25,7 @@ use super::{
 };
 use crate::saga::{Recorded, SagaId, Status, SCHEMA_VERSION};
 
+mod bench;
 mod rows;
 mod work;
 
@@ -238,7 +239,7 @@ impl EventStore for PostgresStore {
 
     async fn list(&self, filter: &ListFilter, cursor: Option<SagaId>, limit: u32) -> Result<Page, StoreError> {
         let limit = page_limit(limit);
-        let rows = list_query(filter, cursor, i64::from(limit) + 1).build().fetch_all(&self.pool).await.map_err(db("listing sagas"))?;
+        let rows = list_query("", filter, cursor, i64::from(limit) + 1).build().fetch_all(&self.pool).await.map_err(db("listing sagas"))?;
         let sagas = rows.iter().map(summary_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(cut_page(sagas, limit))
     }
