@@ -77,6 +77,11 @@ pub(super) struct ServeArgs {
     /// How long a delivered message may stay unacknowledged before redelivery.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub(super) ack_wait: Duration,
+    /// OpenTelemetry collector (OTLP/HTTP base URL, e.g. http://127.0.0.1:4318)
+    /// to export the engine's spans to.
+    #[cfg(feature = "otlp")]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub(super) otlp_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -153,14 +158,8 @@ async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::
     };
     readiness.consumers.store(true, Ordering::SeqCst);
     let clock = Clock::system();
-    let relay = tokio::spawn(relay::run(
-        store.clone(),
-        Events(transport.clone()),
-        RELAY_NAME,
-        relay_lag,
-        move || clock.now_ms(),
-        stopped(),
-    ));
+    let relay =
+        tokio::spawn(relay::run(store.clone(), Events(transport.clone()), RELAY_NAME, relay_lag, move || clock.now_ms(), stopped()));
 
     let result = engine.run(inbound, stopped()).await;
     let _ = http.await;

@@ -209,7 +209,8 @@ async fn metrics_count_sagas_by_type_and_status_and_time_the_steps() {
     }
     assert_eq!(value("jetsaga_sagas_stuck"), 0.0);
     // flight: two actions and one compensation; pay: one success, one conclusive failure.
-    let step = |step: &str, kind: &str| format!("jetsaga_step_duration_seconds_count{{saga_type=\"trip\",step=\"{step}\",kind=\"{kind}\"}}");
+    let step =
+        |step: &str, kind: &str| format!("jetsaga_step_duration_seconds_count{{saga_type=\"trip\",step=\"{step}\",kind=\"{kind}\"}}");
     assert_eq!(value(&step("flight", "action")), 2.0);
     assert_eq!(value(&step("flight", "compensation")), 1.0);
     assert_eq!(value(&step("pay", "action")), 2.0);
