@@ -85,7 +85,7 @@ enum Command {
     },
     /// The orchestrator: consumes starts and replies from NATS JetStream,
     /// keeps every saga's events in PostgreSQL (or SQLite), serves the ops API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -98,7 +98,7 @@ pub fn run() -> ExitCode {
         Command::Participants { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix } => {
             participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix })
         }
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
     };
     match result {
         Ok(code) => code,
