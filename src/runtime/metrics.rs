@@ -122,9 +122,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts what one committed append of `saga_type` says happened;
-    /// `first_sent_ms` is when the concluded (step, kind) was first sent,
-    /// if known (see [`SentAt`]).
+    /// Counts what one committed append of `saga_id` (of `saga_type`)
+    /// says happened; `sent` knows when its awaited (step, kind) was first
+    /// sent, which a concluding event turns into a step duration.
     pub fn observe_commit(&self, saga_type: &str, events: &[Recorded], sent: &mut SentAt, saga_id: SagaId) {
         let mut families = self.families.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for recorded in events {
