@@ -6,6 +6,8 @@
 
 mod check;
 mod demo;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod participants;
 mod sagas;
 mod serve;
@@ -95,7 +97,7 @@ enum Command {
     },
     /// The orchestrator: consumes starts and replies from NATS JetStream,
     /// keeps every saga's events in PostgreSQL (or SQLite), serves the ops API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// The operator's view through the ops API: list, show, retry,
     /// compensate, abort; and tail the events stream.
     ///
@@ -107,7 +109,7 @@ enum Command {
 /// Parses the command line and runs the subcommand.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    let _tracing = init_tracing(&cli.log, &cli.command);
     let result = match cli.command {
         Command::Check { path, cases, seed } => check::run(&path, cases, seed),
         Command::Demo { sagas, database, nats_url, database_url, subject_prefix } => {
@@ -116,7 +118,7 @@ pub fn run() -> ExitCode {
         Command::Participants { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix } => {
             participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix })
         }
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Sagas(args) => sagas::run(args),
     };
     match result {
@@ -128,7 +130,29 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_tracing(filter: &str) {
+/// Keeps the trace exporter (feature `otlp`) alive until the command is
+/// done; dropping it flushes the spans still buffered.
+struct TracingGuard {
+    #[cfg(feature = "otlp")]
+    _otlp: Option<otlp::Guard>,
+}
+
+/// Logs on stderr; with the `otlp` feature and `serve --otlp-endpoint`,
+/// spans are exported over OTLP too.
+fn init_tracing(filter: &str, command: &Command) -> TracingGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    #[cfg(feature = "otlp")]
+    {
+        let endpoint = match command {
+            Command::Serve(args) => args.otlp_endpoint.as_deref(),
+            _ => None,
+        };
+        TracingGuard { _otlp: otlp::init(filter, endpoint) }
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = command;
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        TracingGuard {}
+    }
 }

@@ -77,6 +77,11 @@ pub(super) struct ServeArgs {
     /// How long a delivered message may stay unacknowledged before redelivery.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub(super) ack_wait: Duration,
+    /// OpenTelemetry collector (OTLP/HTTP base URL, e.g. http://127.0.0.1:4318)
+    /// to export the engine's spans to.
+    #[cfg(feature = "otlp")]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub(super) otlp_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -133,12 +138,14 @@ async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::
     let config = EngineConfig { ack_wait_ms: i64::try_from(args.ack_wait.as_millis()).unwrap_or(i64::MAX), ..EngineConfig::default() };
     let engine = Engine::new(store.clone(), transport.clone(), &catalog, config).await.context("failed to start the engine")?;
     let metrics = engine.metrics();
+    let relay_lag = Arc::new(RelayLag::default());
     let ops = Ops {
         engine: engine.handle(),
         store: store.clone(),
         definitions: engine.definitions(),
         readiness: readiness.clone(),
         metrics: metrics.clone(),
+        relay_lag: relay_lag.clone(),
         token: args.ops_token.clone(),
     };
     let http = tokio::spawn(ops::serve(listener, ops::router(ops), stopped()));
@@ -151,14 +158,8 @@ async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::
     };
     readiness.consumers.store(true, Ordering::SeqCst);
     let clock = Clock::system();
-    let relay = tokio::spawn(relay::run(
-        store.clone(),
-        Events(transport.clone()),
-        RELAY_NAME,
-        Arc::new(RelayLag::default()),
-        move || clock.now_ms(),
-        stopped(),
-    ));
+    let relay =
+        tokio::spawn(relay::run(store.clone(), Events(transport.clone()), RELAY_NAME, relay_lag, move || clock.now_ms(), stopped()));
 
     let result = engine.run(inbound, stopped()).await;
     let _ = http.await;

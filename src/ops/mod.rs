@@ -6,6 +6,7 @@
 //! send what changes state (start, operator verbs) to the engine.
 
 mod list;
+mod metrics;
 mod operate;
 mod sagas;
 mod ui;
@@ -23,6 +24,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::runtime::relay::RelayLag;
 use crate::runtime::{Definitions, EngineHandle, Metrics};
 use crate::store::EventStore;
 
@@ -67,6 +69,8 @@ pub struct Ops<S> {
     pub readiness: Arc<Readiness>,
     /// The engine's counters.
     pub metrics: Arc<Metrics>,
+    /// How far behind the event relay is.
+    pub relay_lag: Arc<RelayLag>,
     /// The bearer token for operator verbs (`None`: verbs are off).
     pub token: Option<String>,
 }
@@ -76,7 +80,7 @@ pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz::<S>))
-        .route("/metrics", get(metrics::<S>))
+        .route("/metrics", get(metrics::metrics::<S>))
         .merge(sagas::routes::<S>())
         .merge(list::routes::<S>())
         .merge(operate::routes::<S>())
@@ -90,33 +94,6 @@ async fn readyz<S: EventStore>(axum::extract::State(ops): axum::extract::State<A
         missing if missing.is_empty() => Json(json!({ "status": "ready" })).into_response(),
         missing => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "waiting_for": missing }))).into_response(),
     }
-}
-
-/// Prometheus text exposition of the engine's counters.
-async fn metrics<S: EventStore>(axum::extract::State(ops): axum::extract::State<Arc<Ops<S>>>) -> Response {
-    use std::fmt::Write as _;
-    let m = &ops.metrics;
-    let counters = [
-        ("jetsaga_poison_messages_total", "Inbound messages kept as poison.", m.poison.load(Ordering::Relaxed)),
-        (
-            "jetsaga_inputs_ignored_total",
-            "Inputs recorded as ignored (duplicate, late, forged replies).",
-            m.ignored.load(Ordering::Relaxed),
-        ),
-        ("jetsaga_commands_sent_total", "Commands published to participants.", m.commands.load(Ordering::Relaxed)),
-        ("jetsaga_group_commits_total", "Group commits of the engine.", m.appends.load(Ordering::Relaxed)),
-        (
-            "jetsaga_deadlines_claimed_total",
-            "Deadlines claimed in the store and fired by this process.",
-            m.deadlines_claimed.load(Ordering::Relaxed),
-        ),
-        ("jetsaga_deadlines_stale_total", "Claimed deadlines that were no longer due.", m.deadlines_stale.load(Ordering::Relaxed)),
-    ];
-    let mut text = String::new();
-    for (name, help, value) in counters {
-        let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
-    }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use super::{Engine, EngineError, Request, Started, CONFLICT_RETRIES_MAX, STORE_RETRY_MS};
 use crate::definition::SagaDefinition;
 use crate::saga::{self, Command, Context, Effect, Input, Recorded, Rejection, SagaId, SagaState, Status};
@@ -62,7 +64,9 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         let mut touched: HashMap<SagaId, Touched> = HashMap::new();
         let mut order: Vec<SagaId> = Vec::new();
         for item in work {
-            self.decide_item(with_id(item), now_ms, &mut touched, &mut order).await;
+            let item = with_id(item);
+            let span = span_of(&item);
+            self.decide_item(item, now_ms, &mut touched, &mut order).instrument(span).await;
         }
         let appends: Vec<Append> = order
             .iter()
@@ -71,12 +75,18 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             .collect();
         let mut retry = Vec::new();
         self.metrics.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self.store.append(&appends).await {
+        let append_started = std::time::Instant::now();
+        let appended = self.store.append(&appends).await;
+        self.metrics.observe_append(append_started.elapsed());
+        match appended {
             Ok(outcomes) => {
                 for (append, outcome) in appends.iter().zip(outcomes) {
                     let Some(t) = touched.remove(&append.saga_id) else { continue };
                     match outcome {
-                        AppendOutcome::Committed => self.committed(t).await,
+                        AppendOutcome::Committed => {
+                            let span = tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));
+                            self.committed(t).instrument(span).await;
+                        }
                         AppendOutcome::Conflict { actual_seq } => {
                             tracing::debug!(saga_id = %append.saga_id, expected = append.expected_seq, actual_seq, "append conflict; deciding again");
                             self.cache.remove(&append.saga_id);
@@ -120,6 +130,10 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             },
             (None, None) => return self.unknown_saga(item, saga_id).await,
         };
+        tracing::Span::current().record("saga_type", def.name.as_str());
+        if let Input::Reply(reply) = &input {
+            tracing::debug!(participant = %reply.participant, status = ?reply.status, "reply received");
+        }
         let ctx = Context { now_ms, jitter: self.rng.unit() };
         let (events, answer) = match saga::decide(&def, saga_id, state.as_ref(), &input, &ctx) {
             Ok(events) => (events, Answer::Started { created: true }),
@@ -157,6 +171,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     /// After the commit: cache, publish, arm, answer, in that order.
     async fn committed(&mut self, t: Touched) {
         let id = t.state.id;
+        self.metrics.observe_commit(&t.state.saga_type, &t.events, &mut self.sent, id);
         let status = t.state.status;
         if status.is_terminal() {
             self.cache.remove(&id);
@@ -310,6 +325,49 @@ fn input_of(item: &Work) -> (SagaId, Input, Option<String>) {
         Work::Request(Request::Operate { saga_id, input, .. }) => (*saga_id, input.clone(), None),
         Work::Timer(id) => (*id, Input::DeadlinePassed, None),
     }
+}
+
+/// The span one work item is decided in: one trace per saga (its trace id
+/// is the saga id's bits, as in the commands' `traceparent`), with the
+/// step, kind and attempt a reply answers.
+fn span_of(item: &Work) -> tracing::Span {
+    let (saga_id, input, saga_type) = input_of(item);
+    let span = tracing::info_span!(
+        "saga",
+        %saga_id,
+        trace_id = %trace_id(saga_id),
+        saga_type = tracing::field::Empty,
+        input = input_name(&input),
+        step = tracing::field::Empty,
+        kind = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+    );
+    if let Some(saga_type) = saga_type {
+        span.record("saga_type", saga_type.as_str());
+    }
+    if let Input::Reply(reply) = &input {
+        span.record("step", reply.step.as_str());
+        span.record("kind", reply.kind.as_str());
+        span.record("attempt", reply.attempt);
+    }
+    span
+}
+
+/// The input's kind, for the span.
+fn input_name(input: &Input) -> &'static str {
+    match input {
+        Input::Start { .. } => "start",
+        Input::Reply(_) => "reply",
+        Input::DeadlinePassed => "deadline",
+        Input::OperatorRetry { .. } => "operator_retry",
+        Input::OperatorCompensate { .. } => "operator_compensate",
+        Input::OperatorAbort { .. } => "operator_abort",
+    }
+}
+
+/// The W3C trace id of a saga's trace (see `wire::traceparent`).
+fn trace_id(saga_id: SagaId) -> String {
+    format!("{:032x}", saga_id.as_uuid().as_u128())
 }
 
 fn saga_of(item: &Work) -> SagaId {

@@ -17,12 +17,14 @@
 mod batch;
 mod clock;
 mod definitions;
+pub mod metrics;
 pub mod poison;
 pub mod relay;
 mod timers;
 
 pub use clock::Clock;
 pub use definitions::Definitions;
+pub use metrics::Metrics;
 pub use timers::Timers;
 
 use std::collections::HashMap;
@@ -53,24 +55,6 @@ pub const STORE_RETRY_MS: i64 = 1_000;
 pub const CLAIM_POLL_MS: i64 = 200;
 /// How long a claimed deadline is this engine's alone.
 pub const CLAIM_LEASE_MS: i64 = 30_000;
-
-/// Counters the engine keeps (exported as metrics by the ops API).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Inbound messages kept as poison.
-    pub poison: std::sync::atomic::AtomicU64,
-    /// Inputs recorded as ignored.
-    pub ignored: std::sync::atomic::AtomicU64,
-    /// Commands published.
-    pub commands: std::sync::atomic::AtomicU64,
-    /// Group commits.
-    pub appends: std::sync::atomic::AtomicU64,
-    /// Deadlines this engine claimed in the store and fired.
-    pub deadlines_claimed: std::sync::atomic::AtomicU64,
-    /// Claimed deadlines that turned out to be due no more (another engine
-    /// had moved the saga on): with claims working this stays 0.
-    pub deadlines_stale: std::sync::atomic::AtomicU64,
-}
 
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +170,7 @@ pub struct Engine<S, T> {
     requests: mpsc::Receiver<Request>,
     handle: EngineHandle,
     metrics: Arc<Metrics>,
+    sent: metrics::SentAt,
 }
 
 impl<S: EventStore, T: Transport> Engine<S, T> {
@@ -208,6 +193,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             requests,
             handle: EngineHandle { requests: tx },
             metrics: Arc::default(),
+            sent: metrics::SentAt::default(),
         })
     }
 
@@ -371,6 +357,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             return Ok(None);
         };
         let def = self.definitions.version(&self.store, saga_type, *version).await?;
+        self.sent.replay(saga_id, &events);
         Ok(saga::fold(&def, saga_id, &events).map(|state| (def, state)))
     }
 

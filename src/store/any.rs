@@ -7,7 +7,7 @@ use super::{
     Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, PostgresStore, RelayCursor,
     SagaSummary, SqliteStore, StoreError,
 };
-use crate::saga::{Recorded, SagaId};
+use crate::saga::{Recorded, SagaId, Status};
 
 /// One of the database-backed stores, chosen at run time by [`open_url`].
 #[derive(Debug, Clone)]
@@ -60,6 +60,10 @@ impl EventStore for AnyStore {
 
     async fn list(&self, filter: &ListFilter, cursor: Option<SagaId>, limit: u32) -> Result<Page, StoreError> {
         delegate!(self, store => store.list(filter, cursor, limit))
+    }
+
+    async fn count_by_status(&self, statuses: &[Status]) -> Result<Vec<(Status, u64)>, StoreError> {
+        delegate!(self, store => store.count_by_status(statuses))
     }
 
     async fn record_definition(&self, record: &DefinitionRecord) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ use super::{
     Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, RelayCursor, SagaSummary,
     StoreError,
 };
-use crate::saga::{Recorded, SagaId};
+use crate::saga::{Recorded, SagaId, Status};
 
 /// An event store held in memory; clones share the same data.
 #[derive(Debug, Clone, Default)]
@@ -126,6 +126,12 @@ impl EventStore for MemoryStore {
         };
         let rows = after.map(|(_, summary)| summary).filter(|summary| matches(filter, summary)).take(limit as usize + 1).cloned().collect();
         Ok(cut_page(rows, limit))
+    }
+
+    async fn count_by_status(&self, statuses: &[Status]) -> Result<Vec<(Status, u64)>, StoreError> {
+        let inner = self.lock()?;
+        let count = |status: Status| inner.sagas.values().filter(|summary| summary.status == status).count() as u64;
+        Ok(statuses.iter().map(|&status| (status, count(status))).collect())
     }
 
     async fn record_definition(&self, record: &DefinitionRecord) -> Result<(), StoreError> {

@@ -201,6 +201,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// `limit` (capped at [`PAGE_SIZE_MAX`]).
     fn list(&self, filter: &ListFilter, cursor: Option<SagaId>, limit: u32) -> impl Future<Output = Result<Page, StoreError>> + Send;
 
+    /// How many sagas are in each of `statuses`, in that order (zero
+    /// included). Backed by the status index, so asking for the few
+    /// unfinished statuses stays cheap however many sagas finished.
+    fn count_by_status(&self, statuses: &[Status]) -> impl Future<Output = Result<Vec<(Status, u64)>, StoreError>> + Send;
+
     /// Records a definition version; the same content again is a no-op,
     /// other content is [`StoreError::DefinitionChanged`].
     fn record_definition(&self, record: &DefinitionRecord) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -4,6 +4,7 @@
 //! how much of a poison message is kept.
 
 use super::{Append, Page, SagaSummary, StoreError, PAGE_SIZE_MAX, POISON_PAYLOAD_BYTES_MAX};
+use crate::saga::Status;
 
 /// Checks a whole batch before anything is written. A malformed append is
 /// a programming error in the caller, so the batch fails as a whole
@@ -57,4 +58,11 @@ pub(crate) fn cut_page(mut rows: Vec<SagaSummary>, limit: u32) -> Page {
 /// [`POISON_PAYLOAD_BYTES_MAX`] bytes, so one huge message cannot fill the store.
 pub(crate) fn poison_payload(payload: &[u8]) -> &[u8] {
     &payload[..payload.len().min(POISON_PAYLOAD_BYTES_MAX)]
+}
+
+/// `count_by_status`'s answer from `(status, count)` rows of a `GROUP BY`:
+/// one entry per status asked for, in that order, zero where no row came.
+pub(crate) fn status_counts(statuses: &[Status], rows: &[(String, i64)]) -> Vec<(Status, u64)> {
+    let count = |status: Status| rows.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+    statuses.iter().map(|&status| (status, count(status))).collect()
 }

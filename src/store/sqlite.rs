@@ -16,12 +16,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Acquire, Sqlite, SqliteConnection, Transaction};
 
 use self::rows::{event_rows, from_i64, list_query, recorded_from_row, summary_from_row, to_i64, EventRow, SUMMARY_COLUMNS};
-use super::rules::{check_batch, cut_page, page_limit};
+use super::rules::{check_batch, cut_page, page_limit, status_counts};
 use super::{
     Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, RelayCursor, SagaSummary,
     StoreError,
 };
-use crate::saga::{Recorded, SagaId, SCHEMA_VERSION};
+use crate::saga::{Recorded, SagaId, Status, SCHEMA_VERSION};
 
 mod rows;
 mod work;
@@ -243,6 +243,20 @@ impl EventStore for SqliteStore {
         let rows = list_query(filter, cursor, i64::from(limit) + 1).build().fetch_all(&self.pool).await.map_err(db("listing sagas"))?;
         let sagas = rows.iter().map(summary_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(cut_page(sagas, limit))
+    }
+
+    async fn count_by_status(&self, statuses: &[Status]) -> Result<Vec<(Status, u64)>, StoreError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::new("SELECT status, COUNT(*) FROM sagas WHERE status IN (");
+        let mut separated = query.separated(", ");
+        for status in statuses {
+            separated.push_bind(status.as_str());
+        }
+        query.push(") GROUP BY status");
+        let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&self.pool).await.map_err(db("counting sagas by status"))?;
+        Ok(status_counts(statuses, &rows))
     }
 
     async fn record_definition(&self, record: &DefinitionRecord) -> Result<(), StoreError> {

@@ -105,6 +105,7 @@ async fn serve(payments_up: Arc<AtomicBool>) -> Server {
         readiness,
         metrics: engine.metrics(),
         token: Some(TOKEN.into()),
+        relay_lag: std::sync::Arc::default(),
     };
     let handle = engine.handle();
     let (stop, stopped) = oneshot::channel::<()>();

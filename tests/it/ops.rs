@@ -49,14 +49,16 @@ async fn app() -> App {
         let transport = transport.clone();
         tokio::spawn(async move {
             while let Some(c) = commands.recv().await {
+                // `{"fail": "<step>"}` in the saga's input fails that step's action.
+                let fail = c.kind == jetsaga::definition::Kind::Action && c.payload["input"]["fail"] == c.step.as_str();
                 let reply = Reply {
                     participant: c.participant.clone(),
                     step: c.step.to_string(),
                     kind: c.kind,
                     attempt: c.attempt,
-                    status: ReplyStatus::Ok,
-                    output: Some(json!({"ref": c.step.to_string()})),
-                    error: None,
+                    status: if fail { ReplyStatus::Failed } else { ReplyStatus::Ok },
+                    output: (!fail).then(|| json!({"ref": c.step.to_string()})),
+                    error: fail.then(|| "declined".to_owned()),
                 };
                 let _ = transport.reply(&c, reply).await;
             }
@@ -70,6 +72,7 @@ async fn app() -> App {
         definitions: engine.definitions(),
         readiness: readiness.clone(),
         metrics: engine.metrics(),
+        relay_lag: Arc::default(),
         token: Some("s3cret".into()),
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -165,15 +168,62 @@ async fn errors_are_json_with_fitting_status_codes() {
 }
 
 async fn completed_saga(app: &App, id: &str) {
-    let body = json!({"saga_type": "trip", "saga_id": id}).to_string();
+    finished_saga(app, id, json!({}), "completed").await;
+}
+
+async fn finished_saga(app: &App, id: &str, input: Value, wanted: &str) {
+    let body = json!({"saga_type": "trip", "saga_id": id, "input": input}).to_string();
     assert_eq!(call(app, "POST", "/sagas", Some(&body)).await.0, StatusCode::CREATED);
     for _ in 0..200 {
-        if call(app, "GET", &format!("/sagas/{id}"), None).await.1["status"] == "completed" {
+        if call(app, "GET", &format!("/sagas/{id}"), None).await.1["status"] == wanted {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("saga {id} did not complete");
+    panic!("saga {id} did not end {wanted}");
+}
+
+async fn metrics_text(app: &App) -> String {
+    let response = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body").to_vec()).expect("utf-8")
+}
+
+/// The value of the sample line `series` (name and labels exactly as exposed).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_sagas_by_type_and_status_and_time_the_steps() {
+    let app = app().await;
+    completed_saga(&app, "0190a5c4-0000-7000-8000-000000000401").await;
+    finished_saga(&app, "0190a5c4-0000-7000-8000-000000000402", json!({"fail": "pay"}), "compensated").await;
+    let text = metrics_text(&app).await;
+    let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    assert_eq!(value("jetsaga_sagas_started_total{saga_type=\"trip\"}"), 2.0);
+    assert_eq!(value("jetsaga_sagas_finished_total{saga_type=\"trip\",status=\"completed\"}"), 1.0);
+    assert_eq!(value("jetsaga_sagas_finished_total{saga_type=\"trip\",status=\"compensated\"}"), 1.0);
+    for status in ["running", "compensating", "stuck"] {
+        assert_eq!(value(&format!("jetsaga_sagas_in_flight{{status=\"{status}\"}}")), 0.0);
+    }
+    assert_eq!(value("jetsaga_sagas_stuck"), 0.0);
+    // flight: two actions and one compensation; pay: one success, one conclusive failure.
+    let step =
+        |step: &str, kind: &str| format!("jetsaga_step_duration_seconds_count{{saga_type=\"trip\",step=\"{step}\",kind=\"{kind}\"}}");
+    assert_eq!(value(&step("flight", "action")), 2.0);
+    assert_eq!(value(&step("flight", "compensation")), 1.0);
+    assert_eq!(value(&step("pay", "action")), 2.0);
+    let inf = "jetsaga_step_duration_seconds_bucket{saga_type=\"trip\",step=\"pay\",kind=\"action\",le=\"+Inf\"}";
+    assert_eq!(value(inf), 2.0);
+    let sum = value("jetsaga_step_duration_seconds_sum{saga_type=\"trip\",step=\"flight\",kind=\"action\"}");
+    assert!((0.0..5.0).contains(&sum), "{sum}");
+    assert_eq!(value("jetsaga_commands_sent_total"), 5.0);
+    assert!(value("jetsaga_store_append_duration_seconds_count") >= 1.0);
+    assert!(value("jetsaga_group_commits_total") >= 1.0);
+    assert_eq!(value("jetsaga_event_relay_lag_seconds"), 0.0);
+    assert!(text.contains("# TYPE jetsaga_step_duration_seconds histogram\n"), "{text}");
+    assert!(!text.contains("0190a5c4"), "no saga id in a label: {text}");
 }
 
 #[tokio::test]

@@ -94,6 +94,7 @@ async fn api() -> Api {
         readiness,
         metrics: engine.metrics(),
         token: Some(TOKEN.into()),
+        relay_lag: std::sync::Arc::default(),
     };
     let handle = engine.handle();
     let (stop, stopped) = oneshot::channel::<()>();

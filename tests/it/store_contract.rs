@@ -376,6 +376,21 @@ async fn list_filters_narrow<S: EventStore>(store: S) {
     assert_eq!(list_ids(&store, none).await, Vec::<u128>::new());
 }
 
+async fn count_by_status_counts_the_statuses_asked_for<S: EventStore>(store: S) {
+    assert_eq!(store.count_by_status(&[Status::Stuck]).await.unwrap(), vec![(Status::Stuck, 0)]);
+    seed_for_filters(&store).await;
+    let asked = [Status::Stuck, Status::Running, Status::Compensating, Status::Compensated];
+    let counts = store.count_by_status(&asked).await.unwrap();
+    assert_eq!(counts, vec![(Status::Stuck, 2), (Status::Running, 1), (Status::Compensating, 1), (Status::Compensated, 0)]);
+    assert_eq!(store.count_by_status(&[]).await.unwrap(), vec![]);
+    // A status change moves the saga from one count to the other.
+    let mut done = append(id(1), 1, 1);
+    done.summary.status = Status::Completed;
+    append_ok(&store, vec![done]).await;
+    let counts = store.count_by_status(&[Status::Running, Status::Completed]).await.unwrap();
+    assert_eq!(counts, vec![(Status::Running, 0), (Status::Completed, 2)]);
+}
+
 async fn cursor_walks_every_saga_once_in_order<S: EventStore>(store: S) {
     // Ids out of insertion order, spread over the whole UUID space.
     let mut ids: Vec<SagaId> = (1..=50u128).map(|n| id(n.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))).collect();
@@ -598,7 +613,7 @@ macro_rules! contract_suite {
                 round_trips_every_event_type, loads_up_to_seq, unknown_saga_is_empty, empty_batch_commits_nothing,
                 stale_expected_seq_conflicts_alone, new_saga_twice_conflicts, one_batch_may_append_to_a_saga_twice, malformed_append_is_an_error_and_commits_nothing,
                 concurrent_appends_one_wins_per_seq, concurrent_creators_of_one_saga_one_wins, concurrent_writers_that_retry_keep_the_log_contiguous,
-                group_commits_a_hundred_sagas, summary_follows_each_append, list_filters_narrow,
+                group_commits_a_hundred_sagas, summary_follows_each_append, list_filters_narrow, count_by_status_counts_the_statuses_asked_for,
                 cursor_walks_every_saga_once_in_order, limit_is_clamped, definitions_are_recorded_once,
                 claim_due_takes_due_unclaimed_sagas_oldest_first, an_append_ends_a_claim, claim_due_limit_is_clamped,
                 concurrent_claimers_get_disjoint_sets, poison_is_kept_with_its_payload_cut,

@@ -88,9 +88,10 @@ pub(super) fn summary_from_row(row: &PgRow) -> Result<SagaSummary, StoreError> {
     })
 }
 
-/// `SELECT … WHERE <filter> AND saga_id > <cursor> ORDER BY saga_id LIMIT <fetch>`.
-pub(super) fn list_query<'a>(filter: &'a ListFilter, cursor: Option<SagaId>, fetch: i64) -> QueryBuilder<'a, Postgres> {
-    let mut query = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM sagas WHERE TRUE"));
+/// `SELECT … WHERE <filter> AND saga_id > <cursor> ORDER BY saga_id LIMIT <fetch>`,
+/// after `prefix` (`""`, or `"EXPLAIN "` to see the plan).
+pub(super) fn list_query<'a>(prefix: &str, filter: &'a ListFilter, cursor: Option<SagaId>, fetch: i64) -> QueryBuilder<'a, Postgres> {
+    let mut query = QueryBuilder::new(format!("{prefix}SELECT {SUMMARY_COLUMNS} FROM sagas WHERE TRUE"));
     if let Some(cursor) = cursor {
         query.push(" AND saga_id > ").push_bind(cursor.to_string());
     }
