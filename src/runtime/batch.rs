@@ -85,6 +85,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                     match outcome {
                         AppendOutcome::Committed => {
                             let span = tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));
+                            in_saga_trace(&span, t.state.id);
                             self.committed(t).instrument(span).await;
                         }
                         AppendOutcome::Conflict { actual_seq } => {
@@ -350,8 +351,25 @@ fn span_of(item: &Work) -> tracing::Span {
         span.record("kind", reply.kind.as_str());
         span.record("attempt", reply.attempt);
     }
+    in_saga_trace(&span, saga_id);
     span
 }
+
+/// With OTLP export, makes `span` part of the saga's trace: its parent is
+/// the remote span whose trace id is the saga id, the same trace id the
+/// commands' and replies' `traceparent` headers carry, so a collector
+/// shows one trace per saga across the orchestrator and its participants.
+#[cfg(feature = "otlp")]
+fn in_saga_trace(span: &tracing::Span, saga_id: SagaId) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let trace_id = TraceId::from(saga_id.as_uuid().as_u128());
+    let parent = SpanContext::new(trace_id, SpanId::from(1u64), TraceFlags::SAMPLED, true, TraceState::default());
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+}
+
+#[cfg(not(feature = "otlp"))]
+fn in_saga_trace(_span: &tracing::Span, _saga_id: SagaId) {}
 
 /// The input's kind, for the span.
 fn input_name(input: &Input) -> &'static str {
