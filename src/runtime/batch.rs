@@ -80,14 +80,11 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         self.metrics.observe_append(append_started.elapsed());
         match appended {
             Ok(outcomes) => {
+                let mut done = Vec::new();
                 for (append, outcome) in appends.iter().zip(outcomes) {
                     let Some(t) = touched.remove(&append.saga_id) else { continue };
                     match outcome {
-                        AppendOutcome::Committed => {
-                            let span = tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));
-                            in_saga_trace(&span, t.state.id);
-                            self.committed(t).instrument(span).await;
-                        }
+                        AppendOutcome::Committed => done.push(t),
                         AppendOutcome::Conflict { actual_seq } => {
                             tracing::debug!(saga_id = %append.saga_id, expected = append.expected_seq, actual_seq, "append conflict; deciding again");
                             self.cache.remove(&append.saga_id);
@@ -95,6 +92,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                         }
                     }
                 }
+                self.after_commit(done).await;
             }
             Err(error) => {
                 tracing::error!(%error, sagas = appends.len(), "append failed; nothing of this batch committed");
@@ -170,7 +168,31 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     }
 
     /// After the commit: cache, publish, arm, answer, in that order.
-    async fn committed(&mut self, t: Touched) {
+    /// After the commit, in this order: publish every command of the batch
+    /// (concurrently: their events are durable, and a lost one becomes a
+    /// timeout and a retry), then per saga update the cache, arm or disarm
+    /// its timer and answer its callers.
+    async fn after_commit(&mut self, done: Vec<Touched>) {
+        let commands: Vec<&Command> = done.iter().flat_map(|t| t.sends.iter()).collect();
+        let transport = &self.transport;
+        let results = futures_util::future::join_all(commands.iter().map(|c| transport.send(c))).await;
+        for (command, result) in commands.iter().zip(results) {
+            self.metrics.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(error) = result {
+                tracing::warn!(saga_id = %command.saga_id, step = %command.step, kind = %command.kind, attempt = command.attempt, %error, "command not published");
+            }
+        }
+        for t in done {
+            let span =
+                tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));
+            in_saga_trace(&span, t.state.id);
+            let _entered = span.enter();
+            self.committed(t);
+        }
+    }
+
+    /// One saga's bookkeeping after its events are committed and its commands published.
+    fn committed(&mut self, t: Touched) {
         let id = t.state.id;
         self.metrics.observe_commit(&t.state.saga_type, &t.events, &mut self.sent, id);
         let status = t.state.status;
@@ -179,12 +201,10 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         } else {
             self.cache.insert(id, (t.def.clone(), t.state.clone()));
         }
-        let mut effects: Vec<Effect> = t.sends.into_iter().map(Effect::Send).collect();
-        effects.push(match t.state.phase.deadline_ms() {
-            Some(at_ms) => Effect::ArmTimer { at_ms },
-            None => Effect::DisarmTimer,
-        });
-        self.carry_out(id, effects).await;
+        match t.state.phase.deadline_ms() {
+            Some(at_ms) => self.timers.arm(id, at_ms),
+            None => self.timers.disarm(id),
+        }
         for (item, answer) in t.items {
             answer_item(item, answer, id, status);
         }
