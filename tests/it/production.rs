@@ -20,31 +20,6 @@ use tokio::task::JoinHandle;
 
 use crate::infra;
 
-pub const TRIP: &str = r#"name = "trip"
-version = 1
-[defaults]
-timeout = "400ms"
-retry = { max_attempts = 2, backoff = "20ms", max_backoff = "50ms" }
-[[steps]]
-name = "flight"
-participant = "flights"
-action = "reserve"
-compensation = "cancel"
-[[steps]]
-name = "hotel"
-participant = "hotels"
-action = "reserve"
-compensation = "cancel"
-[[steps]]
-name = "pay"
-participant = "payments"
-action = "charge"
-[[steps]]
-name = "mail"
-participant = "notifications"
-action = "send"
-"#;
-
 /// What a participant answers: `None` is silence.
 type Behaviour = Arc<dyn Fn(&CommandBody) -> Option<ReplyBody> + Send + Sync>;
 
@@ -74,7 +49,7 @@ impl Stack {
         let prefix = format!("{}.saga", infra::unique("prod"));
         let store = infra::postgres(&infra::unique("jetsaga_prod")).await;
         let transport = infra::nats(&prefix, Duration::from_secs(1)).await;
-        let catalog = Catalog::from_sources([("trip.toml".to_string(), TRIP.to_string())]).expect("valid");
+        let catalog = Catalog::from_sources([("trip.toml".to_string(), crate::runtime::trip(1, "400ms"))]).expect("valid");
         let (stop, stop_rx) = watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();

@@ -14,8 +14,9 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// A short-fused trip: flight, hotel (compensatable), pay (pivot), mail.
-fn trip(version: u32, timeout: &str) -> String {
+/// A short-fused trip: flight, hotel (compensatable), pay (pivot), mail;
+/// two attempts per step.
+pub(crate) fn trip(version: u32, timeout: &str) -> String {
     format!(
         r#"name = "trip"
 version = {version}
