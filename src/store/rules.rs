@@ -1,10 +1,10 @@
 //! The rules every store adapter applies the same way, so memory, SQLite
 //! and any later backend cannot drift apart: what a well-formed [`Append`]
 //! is, how a page size is clamped, how a page and its cursor are cut, and
-//! how much of a poison message is kept.
+//! how much of a poison message is kept, and the filter text of `list`.
 
-use super::{Append, Page, SagaSummary, StoreError, PAGE_SIZE_MAX, POISON_PAYLOAD_BYTES_MAX};
-use crate::saga::Status;
+use super::{Append, ListFilter, Page, SagaSummary, StoreError, PAGE_SIZE_MAX, POISON_PAYLOAD_BYTES_MAX};
+use crate::saga::{SagaId, Status};
 
 /// Checks a whole batch before anything is written. A malformed append is
 /// a programming error in the caller, so the batch fails as a whole
@@ -65,4 +65,39 @@ pub(crate) fn poison_payload(payload: &[u8]) -> &[u8] {
 pub(crate) fn status_counts(statuses: &[Status], rows: &[(String, i64)]) -> Vec<(Status, u64)> {
     let count = |status: Status| rows.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
     statuses.iter().map(|&status| (status, count(status))).collect()
+}
+
+/// The `WHERE` conditions of `list` after `… WHERE <true>`, and the order
+/// and limit: one text for every SQL backend, so their pages agree.
+pub(crate) fn push_list_filter<'a, DB>(query: &mut sqlx::QueryBuilder<'a, DB>, filter: &'a ListFilter, cursor: Option<SagaId>, fetch: i64)
+where
+    DB: sqlx::Database,
+    String: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(cursor) = cursor {
+        query.push(" AND saga_id > ").push_bind(cursor.to_string());
+    }
+    if !filter.statuses.is_empty() {
+        query.push(" AND status IN (");
+        let mut statuses = query.separated(", ");
+        for status in &filter.statuses {
+            statuses.push_bind(status.as_str());
+        }
+        query.push(")");
+    }
+    if let Some(saga_type) = &filter.saga_type {
+        query.push(" AND saga_type = ").push_bind(saga_type.as_str());
+    }
+    if let Some(ms) = filter.updated_before_ms {
+        query.push(" AND updated_at_ms <= ").push_bind(ms);
+    }
+    if let Some(ms) = filter.started_from_ms {
+        query.push(" AND started_at_ms >= ").push_bind(ms);
+    }
+    if let Some(ms) = filter.started_until_ms {
+        query.push(" AND started_at_ms < ").push_bind(ms);
+    }
+    query.push(" ORDER BY saga_id LIMIT ").push_bind(fetch);
 }

@@ -92,29 +92,6 @@ pub(super) fn summary_from_row(row: &PgRow) -> Result<SagaSummary, StoreError> {
 /// after `prefix` (`""`, or `"EXPLAIN "` to see the plan).
 pub(super) fn list_query<'a>(prefix: &str, filter: &'a ListFilter, cursor: Option<SagaId>, fetch: i64) -> QueryBuilder<'a, Postgres> {
     let mut query = QueryBuilder::new(format!("{prefix}SELECT {SUMMARY_COLUMNS} FROM sagas WHERE TRUE"));
-    if let Some(cursor) = cursor {
-        query.push(" AND saga_id > ").push_bind(cursor.to_string());
-    }
-    if !filter.statuses.is_empty() {
-        query.push(" AND status IN (");
-        let mut statuses = query.separated(", ");
-        for status in &filter.statuses {
-            statuses.push_bind(status.as_str());
-        }
-        query.push(")");
-    }
-    if let Some(saga_type) = &filter.saga_type {
-        query.push(" AND saga_type = ").push_bind(saga_type.as_str());
-    }
-    if let Some(ms) = filter.updated_before_ms {
-        query.push(" AND updated_at_ms <= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_from_ms {
-        query.push(" AND started_at_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_until_ms {
-        query.push(" AND started_at_ms < ").push_bind(ms);
-    }
-    query.push(" ORDER BY saga_id LIMIT ").push_bind(fetch);
+    crate::store::rules::push_list_filter(&mut query, filter, cursor, fetch);
     query
 }

@@ -82,29 +82,6 @@ pub(super) fn summary_from_row(row: &SqliteRow) -> Result<SagaSummary, StoreErro
 /// `SELECT … WHERE <filter> AND saga_id > <cursor> ORDER BY saga_id LIMIT <fetch>`.
 pub(super) fn list_query<'a>(filter: &'a ListFilter, cursor: Option<SagaId>, fetch: i64) -> QueryBuilder<'a, Sqlite> {
     let mut query = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM sagas WHERE 1 = 1"));
-    if let Some(cursor) = cursor {
-        query.push(" AND saga_id > ").push_bind(cursor.to_string());
-    }
-    if !filter.statuses.is_empty() {
-        query.push(" AND status IN (");
-        let mut statuses = query.separated(", ");
-        for status in &filter.statuses {
-            statuses.push_bind(status.as_str());
-        }
-        query.push(")");
-    }
-    if let Some(saga_type) = &filter.saga_type {
-        query.push(" AND saga_type = ").push_bind(saga_type.as_str());
-    }
-    if let Some(ms) = filter.updated_before_ms {
-        query.push(" AND updated_at_ms <= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_from_ms {
-        query.push(" AND started_at_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_until_ms {
-        query.push(" AND started_at_ms < ").push_bind(ms);
-    }
-    query.push(" ORDER BY saga_id LIMIT ").push_bind(fetch);
+    crate::store::rules::push_list_filter(&mut query, filter, cursor, fetch);
     query
 }
