@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::definition::SagaDefinition;
 use crate::loader;
+use crate::saga;
 use crate::sim::{self, ExploreOptions, Rates};
 
 /// Runs the check; see the subcommand's help for exit codes.
@@ -23,7 +24,7 @@ pub(super) fn run(path: &Path, cases: u64, seed: Option<u64>) -> anyhow::Result<
     println!("{} definition(s) valid in {}: {}", defs.len(), path.display(), names.join(", "));
     let seed = seed.unwrap_or_else(random_seed);
     let started = Instant::now();
-    let result = sim::explore(&defs, ExploreOptions { cases, seed, rates: Rates::default() }, sim::real_decider());
+    let result = sim::explore(&defs, ExploreOptions { cases, seed, rates: Rates::default() }, saga::decide);
     let elapsed = started.elapsed();
     let statuses: Vec<String> = result.statuses.iter().map(|(status, n)| format!("{status} {n}")).collect();
     println!("{} cases, {} sagas simulated in {:.1?}: {}", result.cases, result.sagas, elapsed, statuses.join(", "));

@@ -70,16 +70,12 @@ fn filter(query: &ListQuery, now_ms: i64) -> Result<ListFilter, ApiError> {
     Ok(filter)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 async fn list<S: EventStore>(
     State(ops): State<Arc<Ops<S>>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let filter = filter(&query, now_ms())?;
+    let filter = filter(&query, ops.clock.now_ms())?;
     let cursor = query.cursor.as_deref().map(parse_id).transpose()?;
     let limit = query.limit.unwrap_or(PAGE_SIZE_DEFAULT);
     if limit == 0 || limit > PAGE_SIZE_MAX {

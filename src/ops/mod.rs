@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::runtime::relay::RelayLag;
-use crate::runtime::{Definitions, EngineHandle, Metrics};
+use crate::runtime::{Clock, Definitions, EngineHandle, Metrics};
 use crate::store::EventStore;
 
 /// Largest request body accepted.
@@ -73,6 +73,8 @@ pub struct Ops<S> {
     pub relay_lag: Arc<RelayLag>,
     /// The bearer token for operator verbs (`None`: verbs are off).
     pub token: Option<String>,
+    /// Now, for filters relative to it (`stuck_for`).
+    pub clock: Clock,
 }
 
 /// The router of the ops API.
@@ -137,7 +139,7 @@ impl From<crate::runtime::EngineError> for ApiError {
             E::Rejected(_) => ApiError::new(StatusCode::CONFLICT, "rejected", detail),
             E::Contended(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail),
             E::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down", detail),
-            E::Store(_) | E::Definition(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail),
+            E::Store(_) | E::Append(_) | E::Definition(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail),
         }
     }
 }

@@ -5,9 +5,10 @@
 //! no subscriber, a command for a participant nobody registered is dropped
 //! (and logged); the step's timeout turns that into a retry.
 //!
-//! It is also a [`ParticipantTransport`]: `commands` registers the
-//! participant and hands out its commands as wire bodies, `reply` parses
-//! the reply body as the orchestrator would and delivers it. There is no
+//! Participants use its [`ParticipantTransport`] side (the SDK's
+//! `participant::serve`): `commands` registers the participant and hands
+//! out its commands as wire bodies, `reply` parses the reply body as the
+//! orchestrator would and delivers it. There is no
 //! redelivery in-process: an unacknowledged command is simply gone, and
 //! the orchestrator's timeout re-sends it.
 
@@ -17,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 use super::{Ack, CommandDelivery, Delivery, Inbound, ParticipantTransport, Transport, TransportError};
-use crate::saga::{Command, Reply};
+use crate::saga::Command;
 use crate::wire;
 
 /// Most commands waiting for one participant task.
@@ -37,17 +38,12 @@ impl MemoryTransport {
     }
 
     /// Registers a participant; its commands arrive on the returned channel.
-    pub fn register(&self, participant: &str) -> mpsc::Receiver<Command> {
+    fn register(&self, participant: &str) -> mpsc::Receiver<Command> {
         let (tx, rx) = mpsc::channel(PARTICIPANT_QUEUE_MAX);
         if let Ok(mut routes) = self.routes.write() {
             routes.insert(participant.to_owned(), tx);
         }
         rx
-    }
-
-    /// Sends a participant's reply to the orchestrator.
-    pub async fn reply(&self, command: &Command, reply: Reply) -> Result<(), TransportError> {
-        self.deliver(Inbound::Reply { saga_id: command.saga_id, reply }).await
     }
 
     /// Delivers any inbound message (a start, a reply) to the orchestrator.
