@@ -37,10 +37,14 @@ pub fn schema_url(schema: &str) -> String {
     format!("{}?options=-csearch_path%3D{schema}", database_url())
 }
 
+/// The configuration of a JetStream transport under its own prefix (own streams).
+pub fn nats_config(prefix: &str) -> JetStreamConfig {
+    JetStreamConfig { url: nats_url(), prefix: Subjects::new(prefix), connect_attempts_max: 2, ..JetStreamConfig::default() }
+}
+
 /// A JetStream transport under its own prefix (own streams).
 pub async fn nats(prefix: &str, ack_wait: Duration) -> JetStreamTransport {
-    let config =
-        JetStreamConfig { url: nats_url(), prefix: Subjects::new(prefix), ack_wait, connect_attempts_max: 2, ..JetStreamConfig::default() };
+    let config = JetStreamConfig { ack_wait, ..nats_config(prefix) };
     JetStreamTransport::connect(config)
         .await
         .unwrap_or_else(|e| panic!("NATS JetStream at {} is needed (run scripts/services): {e}", nats_url()))
