@@ -40,7 +40,7 @@ pub enum Broker {
     InProcess,
     /// NATS JetStream: streams created if missing, durable consumers, the
     /// event relay to `SAGA_EVENTS`.
-    JetStream(JetStreamConfig),
+    JetStream(Box<JetStreamConfig>),
 }
 
 /// How to assemble the orchestrator.
@@ -62,7 +62,11 @@ impl OrchestratorConfig {
 
     /// Over JetStream; the engine's ack wait is the broker's.
     pub fn jetstream(config: JetStreamConfig) -> Self {
-        Self { engine: EngineConfig { ack_wait: config.ack_wait, ..EngineConfig::default() }, broker: Broker::JetStream(config), ops_token: None }
+        Self {
+            engine: EngineConfig { ack_wait: config.ack_wait, ..EngineConfig::default() },
+            broker: Broker::JetStream(Box::new(config)),
+            ops_token: None,
+        }
     }
 }
 
@@ -110,7 +114,12 @@ pub struct Orchestrator<S> {
 impl<S: EventStore + Clone> Orchestrator<S> {
     /// Assembles and starts the orchestrator over `store` (connected and
     /// migrated), serving the ops API on `listener` if one is given.
-    pub async fn build(catalog: &Catalog, store: S, listener: Option<TcpListener>, config: OrchestratorConfig) -> Result<Self, OrchestratorError> {
+    pub async fn build(
+        catalog: &Catalog,
+        store: S,
+        listener: Option<TcpListener>,
+        config: OrchestratorConfig,
+    ) -> Result<Self, OrchestratorError> {
         let clock = Clock::system();
         let readiness = Arc::new(Readiness::default());
         readiness.migrated.store(true, Ordering::SeqCst);
@@ -120,7 +129,9 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
         let transport = match &config.broker {
             Broker::InProcess => AnyTransport::Memory(MemoryTransport::new(inbound_tx.clone())),
-            Broker::JetStream(js) => AnyTransport::JetStream(JetStreamTransport::connect(js.clone()).await.map_err(OrchestratorError::Broker)?),
+            Broker::JetStream(js) => {
+                AnyTransport::JetStream(Box::new(JetStreamTransport::connect((**js).clone()).await.map_err(OrchestratorError::Broker)?))
+            }
         };
         readiness.streams.store(true, Ordering::SeqCst);
         let engine = Engine::new(store.clone(), transport.clone(), definitions.clone(), config.engine, clock);
@@ -128,10 +139,10 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         let relay_lag = Arc::new(RelayLag::default());
         let mut tasks: Vec<Task> = Vec::new();
         if let AnyTransport::JetStream(js) = &transport {
-            let (inbound_js, until) = (js.clone(), stopped(&stop));
+            let (inbound_js, until) = (js.as_ref().clone(), stopped(&stop));
             let consumers = async move { inbound_js.run_inbound(inbound_tx, poison, until).await.map_err(OrchestratorError::Consumers) };
             tasks.push(("consumers", tokio::spawn(consumers)));
-            let (store, sink, lag, until) = (store.clone(), js.clone(), relay_lag.clone(), stopped(&stop));
+            let (store, sink, lag, until) = (store.clone(), js.as_ref().clone(), relay_lag.clone(), stopped(&stop));
             let relay = async move { relay::run(store, sink, RELAY_NAME, lag, clock, until).await.map_err(OrchestratorError::Relay) };
             tasks.push(("relay", tokio::spawn(relay)));
         } else {

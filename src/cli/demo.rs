@@ -18,7 +18,7 @@ use crate::definition::Catalog;
 use crate::loader;
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
 use crate::participant::{self, EffectLedger, SimulationConfig, DECLINED_CARD};
-use crate::runtime::EngineHandle;
+use crate::runtime::{Clock, EngineHandle};
 use crate::saga::{self, SagaId};
 use crate::store::{EventStore, SqliteStore};
 use crate::transport::jetstream::JetStreamConfig;
@@ -29,6 +29,9 @@ const TRIP_BOOKING: &str = include_str!("../../sagas/trip_booking.toml");
 
 /// Longest the demo waits for its sagas.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often the demo looks whether a saga has finished.
+const DEMO_POLL: Duration = Duration::from_millis(10);
 
 /// How long a demo participant takes to answer, typically.
 const DEMO_LATENCY: Duration = Duration::from_millis(5);
@@ -170,13 +173,14 @@ async fn start(handle: &EngineHandle, input: Value) -> anyhow::Result<SagaId> {
 }
 
 async fn wait_until_finished<S: EventStore>(store: &S, id: SagaId) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + DEMO_TIMEOUT;
+    let clock = Clock::system();
+    let deadline = clock.instant() + DEMO_TIMEOUT;
     loop {
         let summary = store.summary(id).await?;
         if summary.as_ref().is_some_and(|s| s.status.is_terminal() || s.status == saga::Status::Stuck) {
             return Ok(());
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "saga {id} did not finish within {DEMO_TIMEOUT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        anyhow::ensure!(clock.instant() < deadline, "saga {id} did not finish within {DEMO_TIMEOUT:?}");
+        tokio::time::sleep(DEMO_POLL).await;
     }
 }

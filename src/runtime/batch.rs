@@ -73,7 +73,12 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         let appends: Vec<Append> = order
             .iter()
             .filter_map(|id| touched.get(id))
-            .map(|t| Append { saga_id: t.state.id, expected_seq: t.expected_seq, events: t.events.clone(), summary: summary(&t.def, &t.state) })
+            .map(|t| Append {
+                saga_id: t.state.id,
+                expected_seq: t.expected_seq,
+                events: t.events.clone(),
+                summary: summary(&t.def, &t.state),
+            })
             .collect();
         let mut retry = Vec::new();
         self.metrics.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use super::fault::{Chooser, Fault, Point};
 use super::rng::mix;
 use crate::definition::{Kind, Participant, SagaDefinition};
-use crate::saga::{self, Command, Context, Decide, Effect, Handled, Input, Recorded, Recovery, Reply, ReplyStatus, SagaEvent, SagaId, SagaState, Status};
+use crate::saga::{
+    self, Command, Context, Decide, Effect, Handled, Input, Recorded, Recovery, Reply, ReplyStatus, SagaEvent, SagaId, SagaState, Status,
+};
 
 /// The shape of one simulated run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ pub enum AnyTransport {
     /// In-process channels (`jetsaga demo`, tests).
     Memory(MemoryTransport),
     /// NATS JetStream (production).
-    JetStream(JetStreamTransport),
+    JetStream(Box<JetStreamTransport>),
 }
 
 impl Transport for AnyTransport {

@@ -202,7 +202,7 @@ impl AppOptions {
             StoreChoice::Postgres => AnyStore::Postgres(infra::postgres(&infra::unique("jetsaga_app")).await),
         };
         let broker = match self.jetstream {
-            true => Broker::JetStream(JetStreamConfig { ack_wait: self.ack_wait, ..infra::nats_config(&format!("{}.saga", infra::unique("app"))) }),
+            true => Broker::JetStream(Box::new(JetStreamConfig { ack_wait: self.ack_wait, ..infra::nats_config(&format!("{}.saga", infra::unique("app"))) })),
             false => Broker::InProcess,
         };
         let catalog = catalog(&self.definitions);
