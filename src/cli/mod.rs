@@ -104,14 +104,15 @@ enum Subcommand {
     Sagas(sagas::SagasArgs),
 }
 
-/// Where the NATS server is and the subject prefix `jetsaga serve` uses,
-/// for the subcommands that join an orchestrator's streams from outside.
+/// Where the NATS server is and the subject prefix of the deployment:
+/// `serve` and every subcommand that joins its streams from outside.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct NatsArgs {
-    /// The NATS server.
+    /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub(crate) nats_url: String,
-    /// Subject prefix, as given to `jetsaga serve`.
+    /// Subject prefix (stream names derive from it); the same for every
+    /// process of one deployment.
     #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
     pub(crate) subject_prefix: String,
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::NatsArgs;
 use crate::loader;
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
 use crate::store;
@@ -26,9 +27,9 @@ const DATABASE_CONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// The flags and environment of `jetsaga serve` (SPEC §4).
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct ServeArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub(super) nats_url: String,
+    /// Where NATS is, and the subject prefix.
+    #[command(flatten)]
+    pub(super) nats: NatsArgs,
     /// postgres://… or sqlite://… (the backend follows the scheme).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://jetsaga.db")]
     pub(super) database_url: String,
@@ -41,9 +42,6 @@ pub(super) struct ServeArgs {
     /// Bearer token for operator verbs (never logged).
     #[arg(long, env = "JETSAGA_OPS_TOKEN", hide_env_values = true)]
     pub(super) ops_token: Option<String>,
-    /// Subject prefix (stream names derive from it).
-    #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
-    pub(super) subject_prefix: String,
     /// NATS credentials file (JWT + nkey).
     #[arg(long, env = "NATS_CREDS")]
     pub(super) nats_creds: Option<PathBuf>,
@@ -81,8 +79,8 @@ pub(super) struct ServeArgs {
 impl ServeArgs {
     fn jetstream(&self) -> JetStreamConfig {
         JetStreamConfig {
-            url: self.nats_url.clone(),
-            prefix: Subjects::new(&self.subject_prefix),
+            url: self.nats.nats_url.clone(),
+            prefix: Subjects::new(&self.nats.subject_prefix),
             replicas: self.stream_replicas,
             duplicate_window: self.duplicate_window.into(),
             credentials_file: self.nats_creds.clone(),
