@@ -337,7 +337,10 @@ impl Draft<'_> {
         if self.state.compensating && !stuck {
             return Err(Rejection::NotAllowed("the saga is already compensating".into()));
         }
-        if let Some(pivot) = self.def.pivot().filter(|&p| self.state.steps[p].action.outcome != Outcome::NotSent) {
+        // A pivot that was sent may have had its effect, which cannot be
+        // undone; one that failed had none (SPEC §2), so compensation may go on.
+        let pivot_took_effect = |p: usize| !matches!(self.state.steps[p].action.outcome, Outcome::NotSent | Outcome::Failed);
+        if let Some(pivot) = self.def.pivot().filter(|&p| pivot_took_effect(p)) {
             let pivot = &self.def.steps[pivot].name;
             return Err(Rejection::NotAllowed(format!("the pivot {pivot} was sent and cannot be undone; retry or abort instead")));
         }

@@ -466,6 +466,20 @@ fn an_operator_cannot_compensate_once_the_pivot_was_sent() {
 }
 
 #[test]
+fn an_operator_compensation_resumes_a_compensation_stuck_after_the_pivot_failed() {
+    // The pivot refused (no effect), so the steps before it are undone;
+    // the hotel's compensation runs out of attempts and the saga is stuck.
+    let def = trip();
+    let g = given(def.clone(), at_step(&def, 3)).and(failed("payments", "pay", Kind::Action, 1));
+    let g = given(def.clone(), g.events).and(ok("cars", "car", Kind::Compensation, 1));
+    let events = retried(g.events, "hotel", Kind::Compensation, 3);
+    let g = given(def, events).and(failed("hotels", "hotel", Kind::Compensation, 3));
+    assert_eq!(g.state().unwrap().status, Status::Stuck);
+    let then = g.when(Input::OperatorCompensate { reason: "hotels is back".into() }).unwrap();
+    assert_eq!(then[1], sent("hotel", Kind::Compensation, 4));
+}
+
+#[test]
 fn an_operator_compensation_resumes_a_stuck_compensation() {
     let def = trip();
     let events = at_step(&def, 2);
