@@ -119,9 +119,11 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     /// runs the shared decide-and-apply step on it.
     async fn handle_item(&mut self, item: Work, now_ms: i64, touched: &mut HashMap<SagaId, Touched>, order: &mut Vec<SagaId>) {
         let (saga_id, input, saga_type) = input_of(&item);
-        if matches!(item, Work::Request(Request::Operate { .. })) && !touched.contains_key(&saga_id) {
-            // An operator acts on what the store says now, not on a cache
-            // another engine may have outdated (a refusal is not retried).
+        if matches!(item, Work::Request(Request::Operate { .. }) | Work::Deadline(_)) && !touched.contains_key(&saga_id) {
+            // An operator, and a claimed deadline, act on what the store
+            // says now, not on a cache another engine may have outdated: a
+            // stale copy would refuse a verb wrongly, or find nothing due
+            // and append nothing, so no conflict would ever correct it.
             self.cache.remove(saga_id);
         }
         let current = match touched.get(&saga_id) {
