@@ -24,9 +24,9 @@ use tokio::task::JoinHandle;
 
 use crate::definition::Catalog;
 use crate::ops::{self, Ops, Readiness};
-use crate::runtime::relay::{self, RelayLag};
+use crate::runtime::relay::{self, RelayStatus};
 use crate::runtime::{Clock, Definitions, Engine, EngineConfig, EngineError, EngineHandle, Metrics, INBOUND_QUEUE_MAX};
-use crate::store::{EventStore, StoreError};
+use crate::store::EventStore;
 use crate::transport::{AnyTransport, JetStreamConfig, JetStreamTransport, MemoryTransport, TransportError};
 
 /// The name of the relay's checkpoint in the store.
@@ -85,9 +85,6 @@ pub enum OrchestratorError {
     /// The inbound consumers failed.
     #[error("the inbound consumers failed: {0}")]
     Consumers(#[source] TransportError),
-    /// The event relay failed.
-    #[error("the event relay failed: {0}")]
-    Relay(#[source] StoreError),
     /// The ops API failed.
     #[error("the ops API failed: {0}")]
     Http(#[source] std::io::Error),
@@ -136,14 +133,17 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         readiness.streams.store(true, Ordering::SeqCst);
         let engine = Engine::new(store.clone(), transport.clone(), definitions.clone(), config.engine, clock);
         let (handle, metrics, poison) = (engine.handle(), engine.metrics(), engine.poison());
-        let relay_lag = Arc::new(RelayLag::default());
+        let relay_status = Arc::new(RelayStatus::default());
         let mut tasks: Vec<Task> = Vec::new();
         if let AnyTransport::JetStream(js) = &transport {
             let (inbound_js, until) = (js.as_ref().clone(), stopped(&stop));
             let consumers = async move { inbound_js.run_inbound(inbound_tx, poison, until).await.map_err(OrchestratorError::Consumers) };
             tasks.push(("consumers", tokio::spawn(consumers)));
-            let (store, sink, lag, until) = (store.clone(), js.as_ref().clone(), relay_lag.clone(), stopped(&stop));
-            let relay = async move { relay::run(store, sink, RELAY_NAME, lag, clock, until).await.map_err(OrchestratorError::Relay) };
+            let (store, sink, status, until) = (store.clone(), js.as_ref().clone(), relay_status.clone(), stopped(&stop));
+            let relay = async move {
+                relay::run(store, sink, RELAY_NAME, status, until).await;
+                Ok(())
+            };
             tasks.push(("relay", tokio::spawn(relay)));
         } else {
             drop(inbound_tx);
@@ -158,7 +158,7 @@ impl<S: EventStore + Clone> Orchestrator<S> {
                     definitions,
                     readiness,
                     metrics: metrics.clone(),
-                    relay_lag,
+                    relay: relay_status,
                     token: config.ops_token.clone(),
                     clock,
                 };

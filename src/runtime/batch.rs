@@ -147,6 +147,9 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
         let ctx = Context { now_ms, jitter: self.rng.unit() };
         let handled = saga::handle(saga::decide, &def, saga_id, state, &input, &ctx);
+        if let Some(why) = self.transport.message_bytes_max().and_then(|max| oversize(&handled, def.name.as_str(), max)) {
+            return self.too_large(item, why).await;
+        }
         let answer = match (&input, &handled.rejection) {
             (Input::Start { .. }, None) => Answer::Started { created: true },
             (Input::Start { .. }, Some(_)) => Answer::Started { created: false },
@@ -202,6 +205,22 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
         for (item, answer) in t.items {
             answer_item(item, answer, id, status);
+        }
+    }
+
+    /// An input whose commands or events would not fit the broker: a
+    /// message is kept as poison, a request refused (413); nothing of it
+    /// is committed, so nothing is half-accepted.
+    async fn too_large(&mut self, item: Work, why: String) {
+        match item {
+            Work::Delivery(d) => self.keep_as_poison(d, why).await,
+            Work::Deadline(id) => {
+                // A deadline cannot be refused; its command was checked when
+                // its payload last grew (a reply), so this should not happen.
+                tracing::error!(saga_id = %id, %why, "a deadline's effects are over the broker's limit; trying again later");
+                self.deadlines.set(id, self.clock.now_ms() + STORE_RETRY_MS);
+            }
+            other => self.fail(other, EngineError::TooLarge(why)),
         }
     }
 
@@ -273,6 +292,25 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             }
         }
     }
+}
+
+/// Why what `handled` would publish cannot go through a broker taking at
+/// most `max` bytes a message: a command body or an event body (the
+/// relay's message) over it.
+fn oversize(handled: &saga::Handled, saga_type: &str, max: usize) -> Option<String> {
+    let commands = handled.effects.iter().filter_map(|e| match e {
+        Effect::Send(c) => Some((format!("the command for {}:{}", c.step, c.kind), crate::wire::command_body(c).len())),
+        _ => None,
+    });
+    let saga_id = handled.state.as_ref().map(|s| s.id)?;
+    let events = handled.events.iter().map(|r| {
+        let (event_type, _) = saga::encode(&r.event);
+        (format!("the event {event_type}"), crate::wire::event_body(saga_id, saga_type, r).len())
+    });
+    commands
+        .chain(events)
+        .find(|(_, bytes)| *bytes > max)
+        .map(|(what, bytes)| format!("{what} would be {bytes} bytes, over the broker's limit of {max} bytes a message"))
 }
 
 /// Gives a start without an id its id once, so a retry keeps it.

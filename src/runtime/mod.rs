@@ -98,6 +98,9 @@ pub enum EngineError {
     /// A definition the saga needs is missing or broken.
     #[error("{0}")]
     Definition(String),
+    /// What the input would make is larger than the broker takes.
+    #[error("{0}")]
+    TooLarge(String),
     /// Others kept appending to this saga first.
     #[error("saga {0} kept changing under us; try again")]
     Contended(SagaId),

@@ -67,6 +67,10 @@ impl Transport for MemoryTransport {
             }
         }
     }
+
+    fn message_bytes_max(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl ParticipantTransport for MemoryTransport {

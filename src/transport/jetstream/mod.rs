@@ -48,6 +48,9 @@ const CONNECT_DELAY_FIRST: Duration = Duration::from_millis(250);
 const CONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 /// Pause after the n-th failed publish of one message is n times this.
 const PUBLISH_RETRY_STEP: Duration = Duration::from_millis(100);
+/// Room left for headers (`Nats-Msg-Id`, `traceparent`) when a body is
+/// measured against the server's `max_payload`.
+pub const HEADER_BYTES_ALLOWANCE: usize = 512;
 /// How long a delivered message may stay unacked before redelivery, by
 /// default (`serve --ack-wait`); the engine's restart grace uses the same.
 pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
@@ -144,8 +147,12 @@ pub struct JetStreamTransport {
 }
 
 impl EventSink for JetStreamTransport {
-    async fn publish(&self, saga_type: &str, saga_id: SagaId, recorded: &Recorded) -> Result<(), TransportError> {
-        self.publish_event(saga_type, recorded, saga_id).await
+    async fn publish(&self, saga_type: &str, saga_id: SagaId, seq: u64, body: Vec<u8>) -> Result<(), TransportError> {
+        let subject = self.config.prefix.event(saga_type, saga_id);
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", wire::event_message_id(saga_id, seq));
+        headers.insert("traceparent", wire::traceparent(saga_id, seq));
+        self.publish(subject, headers, body).await
     }
 }
 
@@ -189,11 +196,13 @@ impl JetStreamTransport {
     /// with `Nats-Msg-Id` = `<saga_id>:<seq>`, so a relay that publishes
     /// it again after a crash leaves one copy.
     pub async fn publish_event(&self, saga_type: &str, recorded: &Recorded, saga_id: SagaId) -> Result<(), TransportError> {
-        let subject = self.config.prefix.event(saga_type, saga_id);
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", wire::event_message_id(saga_id, recorded.seq));
-        headers.insert("traceparent", wire::traceparent(saga_id, recorded.seq));
-        self.publish(subject, headers, wire::event_body(saga_id, saga_type, recorded)).await
+        EventSink::publish(self, saga_type, saga_id, recorded.seq, wire::event_body(saga_id, saga_type, recorded)).await
+    }
+
+    /// The largest message the server takes (its `max_payload`, body and
+    /// headers), as it said when this transport connected.
+    pub fn payload_max(&self) -> usize {
+        self.context.client().server_info().max_payload
     }
 
     /// Publishes a start request on `<prefix>.start.<saga_type>` (for
@@ -222,7 +231,8 @@ impl JetStreamTransport {
         for attempt in 1..=attempts_max {
             match self.publish_once(&subject, headers.clone(), payload.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(error) => {
+                Err(PublishFailure::TooLarge) => return Err(TransportError::TooLarge { bytes: payload.len(), max: self.payload_max() }),
+                Err(PublishFailure::Other(error)) => {
                     tracing::warn!(%subject, attempt, attempts_max, %error, "publish failed");
                     last_error = error;
                 }
@@ -234,14 +244,25 @@ impl JetStreamTransport {
         Err(TransportError::Publish(format!("{subject}: {last_error} (after {attempts_max} attempts)")))
     }
 
-    async fn publish_once(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<(), String> {
-        let ack = self.context.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(|e| e.to_string())?;
+    async fn publish_once(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<(), PublishFailure> {
+        let ack = self.context.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(|e| match e.kind() {
+            jetstream::context::PublishErrorKind::MaxPayloadExceeded => PublishFailure::TooLarge,
+            _ => PublishFailure::Other(e.to_string()),
+        })?;
         match tokio::time::timeout(self.config.publish_timeout, ack).await {
             Ok(Ok(_ack)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no publish ack within {:?}", self.config.publish_timeout)),
+            Ok(Err(e)) => Err(PublishFailure::Other(e.to_string())),
+            Err(_) => Err(PublishFailure::Other(format!("no publish ack within {:?}", self.config.publish_timeout))),
         }
     }
+}
+
+/// Why one publish did not go through.
+enum PublishFailure {
+    /// Over the server's `max_payload`: it never will.
+    TooLarge,
+    /// Anything else: worth another try.
+    Other(String),
 }
 
 impl Transport for JetStreamTransport {
@@ -250,6 +271,10 @@ impl Transport for JetStreamTransport {
         headers.insert("Nats-Msg-Id", command.message_id.as_str());
         headers.insert("traceparent", wire::traceparent(command.saga_id, span_id(&command.message_id)));
         self.publish(self.config.prefix.command(command), headers, wire::command_body(command)).await
+    }
+
+    fn message_bytes_max(&self) -> Option<usize> {
+        Some(self.payload_max().saturating_sub(HEADER_BYTES_ALLOWANCE))
     }
 }
 
