@@ -41,13 +41,21 @@ pub(super) async fn metrics<S: EventStore>(State(ops): State<Arc<Ops<S>>>) -> Re
 
 fn relay<S>(text: &mut Text, ops: &Ops<S>) {
     let relay = &ops.relay;
-    text.header("jetsaga_event_relay_lag_seconds", "Age of the oldest committed event not yet published to SAGA_EVENTS (0 when caught up).", "gauge");
+    text.header(
+        "jetsaga_event_relay_lag_seconds",
+        "Age of the oldest committed event not yet published to SAGA_EVENTS (0 when caught up).",
+        "gauge",
+    );
     text.sample("jetsaga_event_relay_lag_seconds", &[], relay.lag_ms(ops.clock.now_ms()) as f64 / 1000.0);
     text.header("jetsaga_event_relay_failing", "1 while the event relay's last try failed (store or broker trouble).", "gauge");
     text.sample("jetsaga_event_relay_failing", &[], f64::from(u8::from(relay.failing())));
     text.header("jetsaga_event_relay_published_total", "Events the relay published to SAGA_EVENTS (this process).", "counter");
     text.sample("jetsaga_event_relay_published_total", &[], relay.published() as f64);
-    text.header("jetsaga_event_relay_omitted_total", "Events too large for the broker, published as stubs (read them from the ops API).", "counter");
+    text.header(
+        "jetsaga_event_relay_omitted_total",
+        "Events too large for the broker, published as stubs (read them from the ops API).",
+        "counter",
+    );
     text.sample("jetsaga_event_relay_omitted_total", &[], relay.omitted() as f64);
 }
 

@@ -122,7 +122,8 @@ pub trait EventSink: Send + Sync + 'static {
     /// Publishes `body` (`wire::event_body`) as event `seq` of `saga_id`;
     /// publishing the same event again must be harmless (the relay may,
     /// after a crash): the message id is `<saga_id>:<seq>`.
-    fn publish(&self, saga_type: &str, saga_id: SagaId, seq: u64, body: Vec<u8>) -> impl Future<Output = Result<(), TransportError>> + Send;
+    fn publish(&self, saga_type: &str, saga_id: SagaId, seq: u64, body: Vec<u8>)
+        -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
 /// Publishes commands to participants.

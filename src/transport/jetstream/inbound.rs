@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::consumer::Pull;
 use super::{JetStreamTransport, StreamKind};
+use crate::saga::SagaId;
 use crate::transport::{Ack, Delivery, Inbound, PoisonSink, TransportError};
 use crate::wire;
 
@@ -82,6 +83,7 @@ impl JetStreamTransport {
         let subject = message.subject.to_string();
         match self.parse(kind, &subject, &message.payload) {
             Ok(inbound) => {
+                let inbound = with_derived_id(inbound, &message);
                 // Unsent (the engine stopped) means unacked: redelivered later.
                 let delivery = Delivery { message: inbound, ack: ack_when_fired(message) };
                 tx.send(delivery).await.map_err(|_| Closed)
@@ -112,6 +114,29 @@ impl JetStreamTransport {
             _ => wire::parse_reply(token, payload).map(|(saga_id, reply)| Inbound::Reply { saga_id, reply }),
         }
         .map_err(|poison| poison.reason)
+    }
+}
+
+/// A start that names no saga id gets the one derived from the message's
+/// place in its stream ([`SagaId::derived`]): a start committed but not yet
+/// acknowledged when a process died comes back with the same id, and is
+/// an idempotent start instead of a second saga.
+fn with_derived_id(inbound: Inbound, message: &Message) -> Inbound {
+    match inbound {
+        Inbound::Start { saga_type, saga_id: None, input } => {
+            let saga_id = match message.info() {
+                Ok(info) => {
+                    let stored_at_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                    Some(SagaId::derived(info.stream, info.stream_sequence, stored_at_ms))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, subject = %message.subject, "a start without its stream position; it gets a fresh id");
+                    None
+                }
+            };
+            Inbound::Start { saga_type, saga_id, input }
+        }
+        other => other,
     }
 }
 
