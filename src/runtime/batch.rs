@@ -99,7 +99,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                 for (id, t) in touched {
                     self.cache.remove(&id);
                     for (item, _) in t.items {
-                        self.fail(item, EngineError::Store(crate::store::StoreError::Database(error.to_string())));
+                        self.fail(item, EngineError::Store(error.clone()));
                     }
                 }
             }
