@@ -87,10 +87,8 @@ impl Dialect for Postgres {
 /// a benchmark cannot learn from the outside without copying the store's
 /// SQL.
 pub mod bench {
-    use sqlx::Postgres;
-
     use super::super::rules::page_limit;
-    use super::super::sql::{failed, list_statement, Driver};
+    use super::super::sql::list_statement;
     use super::PostgresStore;
     use crate::saga::SagaId;
     use crate::store::{ListFilter, StoreError};
@@ -106,8 +104,7 @@ pub mod bench {
         let cursor = cursor.map(|cursor| cursor.to_string());
         let statement = list_statement(filter, cursor.as_deref(), i64::from(page_limit(limit)) + 1);
         let explain = format!("EXPLAIN {}", statement.sql);
-        let mut conn = store.pool().acquire().await.map_err(failed::<Postgres>("explaining a list query"))?;
-        let rows = Postgres::fetch(&mut conn, &explain, &statement.params).await.map_err(failed::<Postgres>("explaining a list query"))?;
+        let rows = store.run("explaining a list query", &explain, &statement.params).await?;
         rows.iter().map(|row| row.get("QUERY PLAN")).collect()
     }
 }

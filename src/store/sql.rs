@@ -7,7 +7,7 @@
 //! (`rows.rs`), and one `.sql` file per statement in `sql/`. What differs
 //! is a [`Dialect`] (`dialect.rs`, implemented in `sqlite.rs` and
 //! `postgres.rs`, with its statements in `sql/<dialect>/`). The sqlx bounds
-//! that make the code generic are said once, in `driver.rs`.
+//! that make the code generic are stated once, in `driver.rs`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,9 +28,10 @@ mod append;
 mod dialect;
 mod driver;
 mod rows;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use dialect::{failed, migration_failed, statements, Dialect, Statements};
-pub(crate) use driver::Driver;
 pub(crate) use rows::list_statement;
 
 /// How long a call waits for a free pooled connection.
@@ -114,7 +115,7 @@ impl<DB: Dialect> SqlStore<DB> {
 
     /// Runs `sql` with `params` on a pooled connection; `context` says in
     /// an error what the store was doing.
-    async fn run(&self, context: &'static str, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row<DB>>, StoreError> {
+    pub(crate) async fn run(&self, context: &'static str, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row<DB>>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(failed::<DB>(context))?;
         DB::fetch(&mut conn, sql, params).await.map_err(failed::<DB>(context))
     }

@@ -1,10 +1,10 @@
 //! The group commit: every saga of a batch appended in one transaction.
 //!
 //! The transaction opens with the dialect's `begin_write.sql` and reads
-//! each saga's last seq with its `last_seq_locked.sql`, so no other writer can
-//! move it before the commit: SQLite holds its one write lock from the
-//! start, PostgreSQL locks the saga's projection row. A new saga has no row
-//! to lock; two writers of one are told apart by the primary key
+//! each saga's last seq with its `last_seq_locked.sql`, so no other writer
+//! can move it before the commit: SQLite holds its one write lock from the
+//! start, PostgreSQL locks the saga's projection row. A new saga has no
+//! row to lock; two writers of one are told apart by the primary key
 //! (saga_id, seq), whose unique violation is a conflict, not an error.
 //!
 //! Each saga gets a savepoint, so one saga's conflict never undoes

@@ -22,7 +22,7 @@ use crate::store::{DatabaseError, StoreError};
 
 /// One bound parameter, `$n` in the statement text (both dialects read
 /// `$n`). Borrowed: nothing is copied to bind it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Param<'a> {
     /// `BIGINT` / `INTEGER`.
     Int(i64),
