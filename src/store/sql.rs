@@ -9,7 +9,7 @@
 //! `postgres.rs`, with its statements in `sql/<dialect>/`). The sqlx bounds
 //! that make the code generic are stated once, in `driver.rs`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::pool::PoolOptions;
 use sqlx::{Database, Pool};
@@ -42,7 +42,6 @@ const IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
 const CONNECTION_LIFETIME_MS: u64 = 30 * 60 * 1_000;
 
 const LOAD_EVENTS: &str = include_str!("sql/load_events.sql");
-const RECORD_DEFINITION: &str = include_str!("sql/record_definition.sql");
 const LOAD_DEFINITION: &str = include_str!("sql/load_definition.sql");
 const RECORD_POISON: &str = include_str!("sql/record_poison.sql");
 const POISON: &str = include_str!("sql/poison.sql");
@@ -121,10 +120,6 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl<DB: Dialect> EventStore for SqlStore<DB> {
     async fn append(&self, batch: &[Append]) -> Result<Vec<AppendOutcome>, StoreError> {
         append::append(&self.pool, batch).await
@@ -165,8 +160,8 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
 
     async fn record_definition(&self, record: &DefinitionRecord) -> Result<(), StoreError> {
         let version = i64::from(record.version);
-        let params = [Text(&record.name), Int(version), Text(&record.content_hash), Text(&record.source), Int(now_ms())];
-        if !self.run("recording a definition", RECORD_DEFINITION, &params).await?.is_empty() {
+        let params = [Text(&record.name), Int(version), Text(&record.content_hash), Text(&record.source)];
+        if !self.run("recording a definition", DB::SQL.record_definition, &params).await?.is_empty() {
             return Ok(());
         }
         let existing = self.load_definition(&record.name, record.version).await?;

@@ -57,6 +57,10 @@ pub struct Statements {
     /// `(deadline_ms, saga_id)` of the due, unclaimed sagas it claimed; two
     /// concurrent claimers never get the same saga.
     pub claim_due: &'static str,
+    /// `record_definition.sql`: `$1` name, `$2` version, `$3` content hash,
+    /// `$4` source → a row when inserted, none when the (name, version) was
+    /// on record; stamped with the database's own clock.
+    pub record_definition: &'static str,
 }
 
 /// `statements!("sqlite")`: the [`Statements`] in `src/store/sql/sqlite/`
@@ -69,6 +73,7 @@ macro_rules! statements {
             insert_event: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/insert_event.sql")),
             committed_after: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/committed_after.sql")),
             claim_due: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/claim_due.sql")),
+            record_definition: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/record_definition.sql")),
         }
     };
 }
