@@ -149,7 +149,7 @@ impl From<crate::runtime::EngineError> for ApiError {
             E::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", detail),
             E::Contended(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail),
             E::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down", detail),
-            E::Store(_) | E::Append(_) | E::Definition(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail),
+            E::Store(_) | E::Definition(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail),
         }
     }
 }

@@ -103,11 +103,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             }
             Err(error) => {
                 tracing::error!(%error, sagas = appends.len(), "append failed; nothing of this batch committed");
-                let error = Arc::new(error);
                 for (id, t) in touched {
                     self.cache.remove(id);
                     for (item, _) in t.items {
-                        self.fail(item, EngineError::Append(error.clone()));
+                        self.fail(item, EngineError::Store(error.clone()));
                     }
                 }
             }

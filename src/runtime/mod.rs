@@ -91,10 +91,6 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The group commit this input was part of failed (nothing of it
-    /// committed); the error is shared by every input of the batch.
-    #[error("the group commit failed: {0}")]
-    Append(#[source] Arc<StoreError>),
     /// A definition the saga needs is missing or broken.
     #[error("{0}")]
     Definition(String),
