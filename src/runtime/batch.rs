@@ -56,7 +56,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
         for item in work {
             let id = saga_of(&item);
-            self.fail(item, EngineError::Contended(id));
+            self.fail(item, EngineError::Contended(id)).await;
         }
     }
 
@@ -101,17 +101,73 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
                 }
                 self.after_commit(done).await;
             }
-            Err(error) => {
+            Err(error) if error.is_transient() => {
                 tracing::error!(%error, sagas = appends.len(), "append failed; nothing of this batch committed");
                 for (id, t) in touched {
                     self.cache.remove(id);
                     for (item, _) in t.items {
-                        self.fail(item, EngineError::Store(error.clone()));
+                        self.fail(item, EngineError::Store(error.clone())).await;
                     }
+                }
+            }
+            Err(error) if appends.len() > 1 => {
+                tracing::warn!(%error, sagas = appends.len(), "a group commit failed; appending its sagas one by one to set the bad one apart");
+                retry.extend(self.append_one_by_one(appends, touched).await);
+            }
+            Err(error) => {
+                for (id, t) in touched {
+                    self.set_apart(id, t, error.clone()).await;
                 }
             }
         }
         retry
+    }
+
+    /// After a group commit failed for a reason other than the store's
+    /// health: each saga's events alone, so that one saga whose data the
+    /// database refuses fails alone, and every other input of the batch
+    /// commits. Returns the inputs to decide again (conflicts).
+    async fn append_one_by_one(&mut self, appends: Vec<Append>, mut touched: HashMap<SagaId, Touched>) -> Vec<Work> {
+        let (mut done, mut retry, mut store_down) = (Vec::new(), Vec::new(), None::<crate::store::StoreError>);
+        for append in appends {
+            let Some(t) = touched.remove(&append.saga_id) else { continue };
+            if let Some(error) = &store_down {
+                for (item, _) in t.items {
+                    self.fail(item, EngineError::Store(error.clone())).await;
+                }
+                continue;
+            }
+            match self.store.append(std::slice::from_ref(&append)).await {
+                Ok(outcomes) if outcomes.first() == Some(&AppendOutcome::Committed) => done.push(t),
+                Ok(_) => {
+                    self.cache.remove(append.saga_id);
+                    retry.extend(t.items.into_iter().map(|(item, _)| item));
+                }
+                Err(error) if error.is_transient() => {
+                    store_down = Some(error.clone());
+                    for (item, _) in t.items {
+                        self.fail(item, EngineError::Store(error.clone())).await;
+                    }
+                }
+                Err(error) => self.set_apart(append.saga_id, t, error).await,
+            }
+        }
+        self.after_commit(done).await;
+        retry
+    }
+
+    /// The database refuses this saga's new events for good (not a
+    /// passing failure): its inputs are kept as poison or refused, so they
+    /// neither come back forever nor hold up the others.
+    async fn set_apart(&mut self, saga_id: SagaId, t: Touched, error: crate::store::StoreError) {
+        tracing::error!(%saga_id, %error, "the database refuses this saga's events; its inputs are set apart");
+        self.cache.remove(saga_id);
+        for (item, _) in t.items {
+            match item {
+                Work::Delivery(d) => self.keep_as_poison(d, format!("the database refused the events it caused: {error}")).await,
+                other => self.fail(other, EngineError::Store(error.clone())).await,
+            }
+        }
     }
 
     /// Loads the item's saga (from this round, the cache or the store) and
@@ -129,7 +185,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             Some(t) => Some((t.def.clone(), t.state.clone())),
             None => match self.load(saga_id).await {
                 Ok(found) => found,
-                Err(error) => return self.fail(item, error),
+                Err(error) => return self.fail(item, error).await,
             },
         };
         let (def, state) = match (current, saga_type) {
@@ -156,7 +212,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         };
         match (&handled.rejection, handled.events.is_empty()) {
             (Some(Rejection::AlreadyStarted) | None, _) => {}
-            (Some(rejection), true) => return self.refuse(item, saga_id, rejection.clone()),
+            (Some(rejection), true) => return self.refuse(item, saga_id, rejection.clone()).await,
             (Some(rejection), false) => {
                 tracing::info!(%saga_id, input = %input, reason = %rejection, "input ignored");
                 self.metrics.ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -219,14 +275,14 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
                 tracing::error!(saga_id = %id, %why, "a deadline's effects are over the broker's limit; trying again later");
                 self.deadlines.set(id, self.clock.now_ms() + STORE_RETRY_MS);
             }
-            other => self.fail(other, EngineError::TooLarge(why)),
+            other => self.fail(other, EngineError::TooLarge(why)).await,
         }
     }
 
     /// A request or message that changes nothing and records nothing.
-    fn refuse(&mut self, item: Work, saga_id: SagaId, rejection: Rejection) {
+    async fn refuse(&mut self, item: Work, saga_id: SagaId, rejection: Rejection) {
         match item {
-            Work::Request(_) => self.fail(item, EngineError::Rejected(rejection)),
+            Work::Request(_) => self.fail(item, EngineError::Rejected(rejection)).await,
             Work::Delivery(d) => {
                 tracing::info!(%saga_id, reason = %rejection, "inbound message ignored");
                 d.ack.ack();
@@ -244,7 +300,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     async fn unknown_saga(&mut self, item: Work, saga_id: SagaId) {
         match item {
             Work::Delivery(d) => self.keep_as_poison(d, format!("no saga {saga_id}")).await,
-            other => self.fail(other, EngineError::UnknownSaga(saga_id)),
+            other => self.fail(other, EngineError::UnknownSaga(saga_id)).await,
         }
     }
 
@@ -253,7 +309,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     async fn unknown_type(&mut self, item: Work, saga_type: String) {
         match item {
             Work::Delivery(d) => self.keep_as_poison(d, format!("unknown saga type {saga_type:?}")).await,
-            other => self.fail(other, EngineError::UnknownSagaType(saga_type)),
+            other => self.fail(other, EngineError::UnknownSagaType(saga_type)).await,
         }
     }
 
@@ -275,8 +331,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     }
 
     /// Tells the item's caller it failed. A message stays unacknowledged
-    /// (its source redelivers it); a deadline is tried again later.
-    fn fail(&mut self, item: Work, error: EngineError) {
+    /// when the failure may pass (its source redelivers it), and is kept as
+    /// poison when it never will, so nothing is dropped in silence; a
+    /// deadline is tried again later.
+    async fn fail(&mut self, item: Work, error: EngineError) {
         match item {
             Work::Request(Request::Start { respond, .. }) => {
                 let _ = respond.send(Err(error));
@@ -284,7 +342,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             Work::Request(Request::Operate { respond, .. }) => {
                 let _ = respond.send(Err(error));
             }
-            Work::Delivery(d) => tracing::warn!(%error, message = ?d.message, "inbound message not processed"),
+            Work::Delivery(d) if error.is_transient() => {
+                tracing::warn!(%error, message = ?d.message, "inbound message not processed; it will be delivered again");
+            }
+            Work::Delivery(d) => self.keep_as_poison(d, format!("cannot be processed: {error}")).await,
             Work::Deadline(id) => {
                 tracing::warn!(%error, saga_id = %id, "deadline not processed; trying again");
                 self.deadlines.set(id, self.clock.now_ms() + STORE_RETRY_MS);

@@ -105,6 +105,22 @@ pub enum EngineError {
     Stopped,
 }
 
+impl EngineError {
+    /// Whether trying again later may succeed (the store or the engine
+    /// was busy or away), as opposed to an input that will never work.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Store(error) => error.is_transient(),
+            EngineError::Contended(_) | EngineError::Stopped => true,
+            EngineError::UnknownSagaType(_)
+            | EngineError::UnknownSaga(_)
+            | EngineError::Rejected(_)
+            | EngineError::Definition(_)
+            | EngineError::TooLarge(_) => false,
+        }
+    }
+}
+
 /// The answer to a start request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Started {
