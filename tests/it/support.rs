@@ -1,37 +1,52 @@
 //! The one test harness: an orchestrator assembled exactly as `serve`
 //! assembles it ([`Orchestrator::build`]), participants on the SDK
-//! ([`participant::serve`]) with a behaviour per test, definitions from
-//! `tests/fixtures/sagas/`, a real HTTP ops API on a free port, and one way
-//! to wait for a saga.
+//! ([`participant::serve_commands`]) with a [`Behaviour`] each, definitions
+//! from `tests/fixtures/sagas/`, the ops API on a free port, one way to
+//! wait ([`eventually!`], and [`TestApp::wait_until`] for a saga) and one
+//! HTTP client ([`http`]).
 //!
-//! `spawn_app(&["trip"], always_ok()).await` is the common case (SQLite in
-//! a temporary directory, in-process broker); [`AppOptions`] chooses
-//! PostgreSQL, JetStream, the ack wait, the token or per-participant
-//! behaviours.
+//! `spawn_app(&["trip"], always_ok()).await` is the common case: SQLite in
+//! a temporary directory, the in-process broker. [`AppOptions`] (from
+//! [`app`]) chooses PostgreSQL, JetStream, a shorter timeout, the ack
+//! wait, behaviours per participant or the SDK's simulated participants.
+//!
+//! Participants subscribe right after the build. In-process, a command
+//! sent before its participant subscribed is lost (and times out), so a
+//! test whose restart must find its participants at once (recovery
+//! re-sends at start) runs on the default current-thread runtime: there
+//! the engine first runs when the test awaits, after the subscriptions.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jetsaga::definition::{Catalog, Kind};
-use jetsaga::orchestrator::{Broker, Orchestrator, OrchestratorConfig};
-use jetsaga::participant::{self, BoxError};
+use jetsaga::orchestrator::{Broker, Orchestrator, OrchestratorConfig, OrchestratorError};
+use jetsaga::participant::{self, BoxError, EffectLedger, ParticipantError, SimulationConfig};
 use jetsaga::runtime::{EngineConfig, EngineHandle};
-use jetsaga::saga::{SagaEvent, SagaId, Status};
-use jetsaga::store::{AnyStore, EventStore, SagaSummary, SqliteStore};
-use jetsaga::transport::{JetStreamConfig, ParticipantTransport as _};
+use jetsaga::saga::{ReplyStatus, SagaEvent, SagaId, Status};
+use jetsaga::store::{AnyStore, EventStore, PoisonRecord, SagaSummary, SqliteStore};
+use jetsaga::transport::{AnyTransport, JetStreamConfig, JetStreamTransport, ParticipantTransport as _};
 use jetsaga::wire::{CommandBody, ReplyBody};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::infra;
 
-/// The token of the operator verbs in every test app.
+/// The operator token of every test app.
 pub const TOKEN: &str = "s3cret-test-token";
 
-/// How long [`TestApp::wait_until`] waits before failing the test.
+/// How long [`eventually!`] and [`TestApp::wait_until`] wait before failing the test.
 pub const WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// How long one HTTP exchange may take (a browser starting is the slowest).
+pub const HTTP_MAX: Duration = Duration::from_secs(60);
+
+/// The pause between two looks of a waiting test ([`eventually!`]).
+pub const POLL: Duration = Duration::from_millis(10);
+
+// ---- participants -------------------------------------------------------
 
 /// What a participant does with a command: a reply, or `None` for silence
 /// (the command is acknowledged and never answered).
@@ -39,176 +54,170 @@ pub type Behaviour = Arc<dyn Fn(&CommandBody) -> Option<ReplyBody> + Send + Sync
 
 /// Every command answered `ok`, with `{"ref": "<step>"}` as output.
 pub fn always_ok() -> Behaviour {
-    Arc::new(|c| Some(ReplyBody::ok(c, Some(json!({ "ref": c.step })))))
+    answer(|_| Some(true))
 }
 
-/// `ok`, except that an action fails when the saga's input says
-/// `{"fail": "<its step>"}`.
-pub fn fail_named_step() -> Behaviour {
-    Arc::new(|c| {
-        let fail = c.kind == Kind::Action && c.payload["input"]["fail"] == c.step.as_str();
-        Some(if fail { ReplyBody::failed(c, "declined") } else { ReplyBody::ok(c, Some(json!({ "ref": c.step }))) })
-    })
+/// No command ever answered.
+pub fn silent() -> Behaviour {
+    answer(|_| None)
 }
 
-/// A behaviour from a rule on the command: `Some(true)` ok, `Some(false)`
-/// failed, `None` silence.
+/// A behaviour from a rule on the command: `Some(true)` answers `ok` (with
+/// `{"ref": "<step>"}`), `Some(false)` answers `failed` ("refused"), `None`
+/// stays silent.
 pub fn answer(rule: impl Fn(&CommandBody) -> Option<bool> + Send + Sync + 'static) -> Behaviour {
-    Arc::new(move |c| {
-        rule(c).map(|ok| if ok { ReplyBody::ok(c, Some(json!({ "ref": c.step }))) } else { ReplyBody::failed(c, "refused") })
-    })
+    Arc::new(move |c| rule(c).map(|ok| if ok { ReplyBody::ok(c, Some(json!({ "ref": c.step }))) } else { ReplyBody::failed(c, "refused") }))
 }
+
+/// What the participants of a test app received, and the effects of their
+/// `ok` replies (or of the simulated participants), per idempotency key.
+#[derive(Debug, Default, Clone)]
+pub struct Ledger {
+    commands: Arc<Mutex<Vec<CommandBody>>>,
+    /// Effects per idempotency key, in order; shared with the simulated participants.
+    pub effects: EffectLedger,
+}
+
+impl Ledger {
+    /// Every command a behaviour received, in order.
+    pub fn commands(&self) -> Vec<CommandBody> {
+        self.commands.lock().expect("ledger").clone()
+    }
+
+    /// (step, kind, attempt) of every command a behaviour received, in order.
+    pub fn received(&self) -> Vec<(String, Kind, u32)> {
+        self.commands().into_iter().map(|c| (c.step, c.kind, c.attempt)).collect()
+    }
+
+    fn record(&self, command: &CommandBody, reply: Option<&ReplyBody>) {
+        self.commands.lock().expect("ledger").push(command.clone());
+        if reply.is_some_and(|r| r.status == ReplyStatus::Ok) {
+            self.effects.record(&command.idempotency_key);
+        }
+    }
+}
+
+/// Who answers the commands.
+#[derive(Clone)]
+enum Participants {
+    /// Every participant a definition names, and those given a behaviour.
+    Behaviours { default: Behaviour, named: HashMap<String, Behaviour> },
+    /// The SDK's five simulated participants, effects in [`Ledger::effects`].
+    Simulated(SimulationConfig),
+    /// Nobody in this process.
+    None,
+}
+
+// ---- definitions and ids ------------------------------------------------
 
 /// The text of `tests/fixtures/sagas/<name>.toml`.
 pub fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sagas").join(format!("{name}.toml"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    read(&Path::new("tests/fixtures/sagas").join(format!("{name}.toml")))
+}
+
+/// The demo saga, `sagas/trip_booking.toml`, as shipped.
+pub fn trip_booking() -> String {
+    read(Path::new("sagas/trip_booking.toml"))
+}
+
+fn read(relative: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `text` with its first `timeout = "…"` (the `[defaults]` one in every
+/// fixture) set to `timeout`: a variant that differs only in its fuse.
+pub fn with_timeout(text: &str, timeout: &str) -> String {
+    let line = text.lines().find(|l| l.starts_with("timeout = \"")).unwrap_or_else(|| panic!("no default timeout in\n{text}"));
+    let old = line.split('"').nth(1).expect("a quoted timeout");
+    text.replacen(line, &line.replacen(old, timeout, 1), 1)
 }
 
 /// A catalog of definition texts (each must be valid).
 pub fn catalog(sources: &[String]) -> Catalog {
-    let files = sources.iter().enumerate().map(|(i, text)| (format!("fixture{i}.toml"), text.clone()));
-    Catalog::from_sources(files).unwrap_or_else(|e| panic!("invalid fixture: {e:?}"))
+    let files = sources.iter().enumerate().map(|(i, text)| (format!("definition{i}.toml"), text.clone()));
+    Catalog::from_sources(files).unwrap_or_else(|e| panic!("invalid definition: {e:?}"))
 }
 
-/// The participants named in `catalog`, in file order, each once.
-fn participants_of(catalog: &Catalog) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for def in catalog.iter() {
-        for step in &def.steps {
-            if !names.iter().any(|n| n == step.participant.as_str()) {
-                names.push(step.participant.to_string());
+/// A fixed saga id per `n`: `0190a5c4-0000-7000-8000-<n in hex>`.
+pub fn saga_id(n: u128) -> SagaId {
+    SagaId::from_u128(0x0190_a5c4_0000_7000_8000_0000_0000_0000 | n)
+}
+
+// ---- waiting and HTTP ---------------------------------------------------
+
+/// `eventually!(what, probe)`: evaluates `probe` (an expression that may
+/// `.await`) every few milliseconds until it is `Some(found)`, and is
+/// `found`; fails the test after [`WAIT_MAX`], saying it waited for `what`
+/// (evaluated only then, so it may `.await` too).
+macro_rules! eventually {
+    ($what:expr, $probe:expr) => {{
+        let deadline = tokio::time::Instant::now() + $crate::support::WAIT_MAX;
+        loop {
+            let probe = $probe;
+            if let Some(found) = probe {
+                break found;
             }
+            if tokio::time::Instant::now() > deadline {
+                panic!("waited {:?} for {}, in vain", $crate::support::WAIT_MAX, $what);
+            }
+            tokio::time::sleep($crate::support::POLL).await;
         }
+    }};
+}
+pub(crate) use eventually;
+
+/// One HTTP/1.1 exchange, blocking: `method url` with `body` (as JSON) and
+/// the bearer `token`; the status and the body text, or why nothing came back.
+pub fn exchange(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> Result<(u16, String), String> {
+    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(HTTP_MAX)).proxy(None).build();
+    let agent: ureq::Agent = config.into();
+    let mut request = ureq::http::Request::builder().method(method).uri(url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
     }
-    names
+    let sent = match body {
+        Some(body) => agent.run(request.body(body.to_owned()).map_err(|e| e.to_string())?),
+        None => agent.run(request.body(()).map_err(|e| e.to_string())?),
+    };
+    let mut response = sent.map_err(|e| format!("{method} {url}: {e}"))?;
+    let text = response.body_mut().read_to_string().map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
+    Ok((response.status().as_u16(), text))
 }
 
-/// What every participant received, and how often each effect happened.
-#[derive(Debug, Default, Clone)]
-pub struct Ledger {
-    received: Arc<Mutex<Vec<(String, Kind, u32)>>>,
-    effects: Arc<Mutex<HashMap<String, u32>>>,
+/// [`exchange`] off the async runtime: every HTTP call of the tests.
+pub async fn http(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> Result<(u16, String), String> {
+    let (method, url) = (method.to_owned(), url.to_owned());
+    let (body, token) = (body.map(str::to_owned), token.map(str::to_owned));
+    tokio::task::spawn_blocking(move || exchange(&method, &url, body.as_deref(), token.as_deref())).await.expect("the HTTP task")
 }
 
-impl Ledger {
-    /// (step, kind, attempt) of every command received, in order.
-    pub fn received(&self) -> Vec<(String, Kind, u32)> {
-        self.received.lock().expect("ledger").clone()
-    }
-
-    /// How many times the effect of `idempotency_key` was applied (an `ok` reply).
-    pub fn effects(&self, idempotency_key: &str) -> u32 {
-        self.effects.lock().expect("ledger").get(idempotency_key).copied().unwrap_or(0)
-    }
-
-    /// Every effect applied more than once.
-    pub fn doubled(&self) -> Vec<(String, u32)> {
-        self.effects.lock().expect("ledger").iter().filter(|(_, n)| **n > 1).map(|(k, n)| (k.clone(), *n)).collect()
-    }
-
-    fn record(&self, command: &CommandBody, reply: Option<&ReplyBody>) {
-        self.received.lock().expect("ledger").push((command.step.clone(), command.kind, command.attempt));
-        if reply.is_some_and(|r| r.status == jetsaga::saga::ReplyStatus::Ok) {
-            *self.effects.lock().expect("ledger").entry(command.idempotency_key.clone()).or_insert(0) += 1;
-        }
-    }
+/// The value of the Prometheus sample `series` (name and labels exactly as exposed).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// Where a test app keeps its events.
-#[derive(Debug, Clone)]
-pub enum StoreChoice {
-    /// A SQLite file in the app's temporary directory.
-    Sqlite,
-    /// A fresh PostgreSQL schema of its own.
-    Postgres,
-}
+// ---- the app ------------------------------------------------------------
 
-/// How to spawn a test app; [`spawn_app`] uses the defaults.
+/// How to spawn a test app; [`app`] gives the defaults.
+#[derive(Clone)]
 pub struct AppOptions {
     definitions: Vec<String>,
-    behaviours: HashMap<String, Behaviour>,
-    default_behaviour: Behaviour,
-    store: StoreChoice,
+    participants: Participants,
+    postgres: bool,
     jetstream: bool,
     ack_wait: Duration,
-    token: Option<String>,
 }
 
-/// Options for an app running the fixtures `names`, every participant `ok`.
+/// Options for an app running the fixtures `names`, every participant `ok`,
+/// SQLite, in-process, an ack wait of 100 ms.
 pub fn app(names: &[&str]) -> AppOptions {
     AppOptions {
         definitions: names.iter().map(|n| fixture(n)).collect(),
-        behaviours: HashMap::new(),
-        default_behaviour: always_ok(),
-        store: StoreChoice::Sqlite,
+        participants: Participants::Behaviours { default: always_ok(), named: HashMap::new() },
+        postgres: false,
         jetstream: false,
         ack_wait: Duration::from_millis(100),
-        token: Some(TOKEN.to_owned()),
-    }
-}
-
-impl AppOptions {
-    /// Definition texts instead of fixtures.
-    pub fn definitions(mut self, sources: Vec<String>) -> Self {
-        self.definitions = sources;
-        self
-    }
-
-    /// What every participant without its own behaviour does.
-    pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
-        self.default_behaviour = behaviour;
-        self
-    }
-
-    /// What `participant` does.
-    pub fn participant(mut self, participant: &str, behaviour: Behaviour) -> Self {
-        self.behaviours.insert(participant.to_owned(), behaviour);
-        self
-    }
-
-    /// Events in a fresh PostgreSQL schema.
-    pub fn postgres(mut self) -> Self {
-        self.store = StoreChoice::Postgres;
-        self
-    }
-
-    /// Commands and replies over the local nats-server, under a prefix of the test's own.
-    pub fn jetstream(mut self) -> Self {
-        self.jetstream = true;
-        self
-    }
-
-    /// The ack wait (restart grace).
-    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
-        self.ack_wait = ack_wait;
-        self
-    }
-
-    /// The operator token (`None`: verbs are off).
-    pub fn token(mut self, token: Option<&str>) -> Self {
-        self.token = token.map(str::to_owned);
-        self
-    }
-
-    /// Opens the store, builds the orchestrator and starts the participants.
-    pub async fn spawn(self) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = match self.store {
-            StoreChoice::Sqlite => {
-                let path = dir.path().join("events.db");
-                AnyStore::Sqlite(SqliteStore::open(path.to_str().expect("utf-8")).await.expect("sqlite opens"))
-            }
-            StoreChoice::Postgres => AnyStore::Postgres(infra::postgres(&infra::unique("jetsaga_app")).await),
-        };
-        let broker = match self.jetstream {
-            true => Broker::JetStream(Box::new(JetStreamConfig { ack_wait: self.ack_wait, ..infra::nats_config(&format!("{}.saga", infra::unique("app"))) })),
-            false => Broker::InProcess,
-        };
-        let catalog = catalog(&self.definitions);
-        let config = OrchestratorConfig { broker, engine: EngineConfig { ack_wait: self.ack_wait, ..EngineConfig::default() }, ops_token: self.token.clone() };
-        let setup = Setup { catalog, config, behaviours: self.behaviours, default_behaviour: self.default_behaviour };
-        TestApp::start(setup, store, Ledger::default(), dir).await
     }
 }
 
@@ -217,19 +226,107 @@ pub async fn spawn_app(names: &[&str], behaviour: Behaviour) -> TestApp {
     app(names).behaviour(behaviour).spawn().await
 }
 
-/// What a restart needs to build the same app again.
-struct Setup {
-    catalog: Catalog,
-    config: OrchestratorConfig,
-    behaviours: HashMap<String, Behaviour>,
-    default_behaviour: Behaviour,
+impl AppOptions {
+    /// These definition texts instead.
+    pub fn definitions(mut self, texts: Vec<String>) -> Self {
+        self.definitions = texts;
+        self
+    }
+
+    /// Every definition's default timeout set to `timeout` ([`with_timeout`]).
+    pub fn timeout(mut self, timeout: &str) -> Self {
+        self.definitions = self.definitions.iter().map(|text| with_timeout(text, timeout)).collect();
+        self
+    }
+
+    /// What every participant without a behaviour of its own does.
+    pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
+        let named = match self.participants {
+            Participants::Behaviours { named, .. } => named,
+            _ => HashMap::new(),
+        };
+        self.participants = Participants::Behaviours { default: behaviour, named };
+        self
+    }
+
+    /// What `participant` does; it runs even if no current definition names it.
+    pub fn participant(mut self, participant: &str, behaviour: Behaviour) -> Self {
+        if !matches!(self.participants, Participants::Behaviours { .. }) {
+            self = self.behaviour(always_ok());
+        }
+        if let Participants::Behaviours { named, .. } = &mut self.participants {
+            named.insert(participant.to_owned(), behaviour);
+        }
+        self
+    }
+
+    /// The SDK's simulated participants instead of behaviours.
+    pub fn simulated(mut self, config: SimulationConfig) -> Self {
+        self.participants = Participants::Simulated(config);
+        self
+    }
+
+    /// No participant in this process (another one answers, or nobody).
+    pub fn without_participants(mut self) -> Self {
+        self.participants = Participants::None;
+        self
+    }
+
+    /// Events in a fresh PostgreSQL schema.
+    pub fn postgres(mut self) -> Self {
+        self.postgres = true;
+        self
+    }
+
+    /// Commands and replies over the local nats-server, under a prefix of the app's own.
+    pub fn jetstream(mut self) -> Self {
+        self.jetstream = true;
+        self
+    }
+
+    /// The ack wait: the broker's redelivery delay and the restart grace.
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Opens the store, builds the orchestrator and starts the participants.
+    pub async fn spawn(self) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = match self.postgres {
+            true => AnyStore::Postgres(infra::postgres(&infra::unique("jetsaga_app")).await),
+            false => {
+                AnyStore::Sqlite(SqliteStore::open(dir.path().join("events.db").to_str().expect("utf-8")).await.expect("sqlite opens"))
+            }
+        };
+        let world = World { store, prefix: format!("{}.saga", infra::unique("app")), ledger: Ledger::default(), _dir: dir };
+        TestApp::launch(self, world).await.expect("the orchestrator starts")
+    }
+
+    fn config(&self, prefix: &str) -> OrchestratorConfig {
+        let broker = match self.jetstream {
+            true => Broker::JetStream(Box::new(JetStreamConfig { ack_wait: self.ack_wait, ..infra::nats_config(prefix) })),
+            false => Broker::InProcess,
+        };
+        let engine = EngineConfig { ack_wait: self.ack_wait, ..EngineConfig::default() };
+        OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()) }
+    }
+}
+
+/// What outlives a restart: the store, the broker prefix, the ledger.
+struct World {
+    store: AnyStore,
+    prefix: String,
+    ledger: Ledger,
+    _dir: tempfile::TempDir,
 }
 
 /// A running orchestrator with its participants.
 pub struct TestApp {
-    orchestrator: Option<Orchestrator<AnyStore>>,
-    participants: Vec<JoinHandle<()>>,
-    setup: Setup,
+    orchestrator: Orchestrator<AnyStore>,
+    participants: Vec<JoinHandle<Result<(), ParticipantError>>>,
+    options: AppOptions,
+    world: World,
     /// Starts sagas and applies operator verbs, in process.
     pub handle: EngineHandle,
     /// The event store.
@@ -238,54 +335,80 @@ pub struct TestApp {
     pub url: String,
     /// What the participants received and did.
     pub ledger: Ledger,
-    _dir: tempfile::TempDir,
 }
 
 impl TestApp {
-    async fn start(setup: Setup, store: AnyStore, ledger: Ledger, dir: tempfile::TempDir) -> TestApp {
+    async fn launch(options: AppOptions, world: World) -> Result<TestApp, OrchestratorError> {
+        let catalog = catalog(&options.definitions);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-        let orchestrator =
-            Orchestrator::build(&setup.catalog, store.clone(), Some(listener), setup.config.clone()).await.expect("the orchestrator starts");
-        let url = format!("http://{}", orchestrator.ops_addr().expect("ops API"));
-        let mut participants = Vec::new();
-        for name in participants_of(&setup.catalog) {
-            let behaviour = setup.behaviours.get(&name).unwrap_or(&setup.default_behaviour).clone();
-            let ledger = ledger.clone();
-            let service = tower::service_fn(move |command: CommandBody| {
-                let reply = behaviour(&command);
-                ledger.record(&command, reply.as_ref());
-                async move { reply.ok_or_else(|| -> BoxError { Box::new(participant::Silence) }) }
-            });
-            let (transport, stop) = (orchestrator.transport().clone(), orchestrator.stopping());
-            let commands = transport.commands(&name).await.expect("participant subscribes");
-            participants.push(tokio::spawn(async move {
-                let _ = participant::serve_commands(transport, &name, commands, service, stop).await;
-            }));
-        }
-        let handle = orchestrator.handle();
-        TestApp { orchestrator: Some(orchestrator), participants, setup, handle, store, url, ledger, _dir: dir }
+        let orchestrator = Orchestrator::build(&catalog, world.store.clone(), Some(listener), options.config(&world.prefix)).await?;
+        let transport = orchestrator.transport().clone();
+        let participants = match &options.participants {
+            Participants::Behaviours { default, named } => {
+                let mut names: Vec<String> = catalog.iter().flat_map(|d| d.steps.iter().map(|s| s.participant.to_string())).collect();
+                names.extend(named.keys().cloned());
+                names.sort();
+                names.dedup();
+                let mut tasks = Vec::new();
+                for name in names {
+                    let behaviour = named.get(&name).unwrap_or(default).clone();
+                    let service = served(behaviour, world.ledger.clone());
+                    let commands = transport.commands(&name).await.expect("a participant subscribes");
+                    let (transport, stop) = (transport.clone(), orchestrator.stopping());
+                    tasks.push(tokio::spawn(async move { participant::serve_commands(transport, &name, commands, service, stop).await }));
+                }
+                tasks
+            }
+            Participants::Simulated(config) => {
+                let effects = world.ledger.effects.clone();
+                participant::spawn_simulated(transport, config.clone(), effects, orchestrator.stopping())
+                    .await
+                    .expect("participants subscribe")
+            }
+            Participants::None => Vec::new(),
+        };
+        let url = format!("http://{}", orchestrator.ops_addr().expect("the ops API listens"));
+        let (handle, store, ledger) = (orchestrator.handle(), world.store.clone(), world.ledger.clone());
+        Ok(TestApp { orchestrator, participants, options, world, handle, store, url, ledger })
     }
 
-    /// Stops the orchestrator and its participants.
-    pub async fn stop(mut self) {
+    /// Stops the orchestrator and its participants, and deletes the app's streams.
+    pub async fn stop(self) {
+        let transport = self.orchestrator.transport().clone();
         self.halt().await;
-    }
-
-    async fn halt(&mut self) {
-        if let Some(orchestrator) = self.orchestrator.take() {
-            orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
-        }
-        for participant in self.participants.drain(..) {
-            let _ = participant.await;
+        if let AnyTransport::JetStream(js) = transport {
+            js.delete_streams().await.expect("the app's streams are deleted");
         }
     }
 
-    /// Stops everything and builds the same app again on the same store:
-    /// what a restart of `serve` does (recovery runs first).
-    pub async fn restart(mut self) -> TestApp {
-        self.halt().await;
-        let TestApp { setup, store, ledger, _dir, .. } = self;
-        TestApp::start(setup, store, ledger, _dir).await
+    async fn halt(self) -> (AppOptions, World) {
+        self.orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
+        for participant in self.participants {
+            participant.await.expect("a participant task").expect("a participant served until the end");
+        }
+        (self.options, self.world)
+    }
+
+    /// Stops everything and builds the app again on the same store and
+    /// broker, with `change`d options (a new deploy: other definitions,
+    /// other behaviours; `|o| o` for none): what a restart of `serve` does
+    /// (recovery runs first).
+    pub async fn restart_with(self, change: impl FnOnce(AppOptions) -> AppOptions) -> Result<TestApp, OrchestratorError> {
+        let (options, world) = self.halt().await;
+        TestApp::launch(change(options), world).await
+    }
+
+    /// The broker, as participants in this process use it.
+    pub fn transport(&self) -> &AnyTransport {
+        self.orchestrator.transport()
+    }
+
+    /// The JetStream broker of an app spawned with [`AppOptions::jetstream`].
+    pub fn jetstream(&self) -> &JetStreamTransport {
+        match self.transport() {
+            AnyTransport::JetStream(js) => js,
+            AnyTransport::Memory(_) => panic!("the app runs in process: spawn it with .jetstream()"),
+        }
     }
 
     /// Starts a saga of `saga_type` with `input` through the engine.
@@ -293,22 +416,13 @@ impl TestApp {
         self.handle.start(saga_type, None, input).await.expect("the saga starts").saga_id
     }
 
-    /// Waits until the saga's projection row satisfies `done`; fails the
-    /// test with the saga's log after [`WAIT_MAX`].
+    /// Waits until the saga's summary satisfies `done`; fails the test with
+    /// the saga's log after [`WAIT_MAX`].
     pub async fn wait_until(&self, id: SagaId, done: impl Fn(&SagaSummary) -> bool) -> SagaSummary {
-        let deadline = tokio::time::Instant::now() + WAIT_MAX;
-        loop {
-            if let Some(summary) = self.store.summary(id).await.expect("summary") {
-                if done(&summary) {
-                    return summary;
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                let log = self.events(id).await;
-                panic!("saga {id} did not get there within {WAIT_MAX:?}; its log: {log:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually!(
+            format!("saga {id} to get there; its log: {:#?}", self.events(id).await),
+            self.store.summary(id).await.expect("summary").filter(&done)
+        )
     }
 
     /// Waits until the saga is `status`.
@@ -316,9 +430,14 @@ impl TestApp {
         self.wait_until(id, |s| s.status == status).await
     }
 
-    /// Waits until the saga is terminal or stuck, and says which.
+    /// Waits until the saga is finished or stuck, and says which.
     pub async fn settled(&self, id: SagaId) -> Status {
         self.wait_until(id, |s| s.status.is_terminal() || s.status == Status::Stuck).await.status
+    }
+
+    /// The saga's summary (its row in the `sagas` projection) now.
+    pub async fn summary(&self, id: SagaId) -> SagaSummary {
+        self.store.summary(id).await.expect("summary").unwrap_or_else(|| panic!("no saga {id}"))
     }
 
     /// The saga's events.
@@ -326,31 +445,48 @@ impl TestApp {
         self.store.load(id, None).await.expect("load").into_iter().map(|r| r.event).collect()
     }
 
-    /// `METHOD path` on the ops API, with `body` as JSON and the operator
-    /// token when `authorised`; the status and the body (JSON, or `null`).
-    pub async fn http(&self, method: &str, path: &str, body: Option<Value>, authorised: bool) -> (u16, Value) {
-        let (url, method) = (format!("{}{path}", self.url), method.to_owned());
-        let token = authorised.then(|| format!("Bearer {TOKEN}"));
-        tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-            let request = ureq::http::Request::builder().method(method.as_str()).uri(&url);
-            let request = match &token {
-                Some(token) => request.header("Authorization", token),
-                None => request,
-            };
-            let request = request.header("Content-Type", "application/json");
-            let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-            let mut response = agent.run(request.body(bytes).expect("request")).expect("the ops API answers");
-            let status = response.status().as_u16();
-            let text = response.body_mut().read_to_string().unwrap_or_default();
-            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-        })
-        .await
-        .expect("http task")
+    /// The poison messages kept in the store (ten at most).
+    pub async fn poison(&self) -> Vec<PoisonRecord> {
+        let kept = match &self.store {
+            AnyStore::Sqlite(store) => store.poison(10).await,
+            AnyStore::Postgres(store) => store.poison(10).await,
+        };
+        kept.expect("poison")
+    }
+
+    /// The types of the saga's events, in order.
+    pub async fn types(&self, id: SagaId) -> Vec<&'static str> {
+        self.events(id).await.iter().map(SagaEvent::type_name).collect()
+    }
+
+    /// `METHOD path` on the ops API with `body` and the bearer `token`: the
+    /// status and the body as JSON (`null` if it is not).
+    pub async fn http(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, Value) {
+        let (status, text) = http(method, &format!("{}{path}", self.url), body, token).await.expect("the ops API answers");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// `GET path` on the ops API.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.http("GET", path, None, false).await
+        self.http("GET", path, None, None).await
     }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let (status, text) = http("GET", &format!("{}/metrics", self.url), None, None).await.expect("the ops API answers");
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+}
+
+/// A participant service doing `behaviour`, its commands in `ledger`.
+fn served(
+    behaviour: Behaviour,
+    ledger: Ledger,
+) -> impl tower::Service<CommandBody, Response = ReplyBody, Error = BoxError, Future = impl Send> + Clone + Send + 'static {
+    tower::service_fn(move |command: CommandBody| {
+        let reply = behaviour(&command);
+        ledger.record(&command, reply.as_ref());
+        async move { reply.ok_or_else(|| -> BoxError { Box::new(participant::Silence) }) }
+    })
 }
