@@ -3,6 +3,7 @@
 //! orchestrator (an app of the harness: SQLite, in-process broker). Each test states what a participant
 //! author can rely on.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -105,6 +106,23 @@ where
     (stop, task)
 }
 
+/// A participant that counts the commands it is called with (at once,
+/// before it answers), then answers as `reply` does.
+fn counting<Fut>(
+    reply: impl Fn(CommandBody) -> Fut + Clone,
+) -> (Arc<AtomicUsize>, impl Service<CommandBody, Response = ReplyBody, Error = BoxError, Future = Fut> + Clone)
+where
+    Fut: Future<Output = Result<ReplyBody, BoxError>>,
+{
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = service_fn(move |command: CommandBody| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        reply(command)
+    });
+    (calls, service)
+}
+
 fn count(log: &[String], prefix: &str) -> usize {
     log.iter().filter(|l| l.starts_with(prefix)).count()
 }
@@ -156,15 +174,9 @@ async fn the_recorded_reply_answers_the_new_attempt_without_a_second_effect() {
 
 #[tokio::test]
 async fn concurrent_duplicates_reach_the_service_once() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let slow = service_fn(move |command: CommandBody| {
-        let counted = counted.clone();
-        async move {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<_, BoxError>(ReplyBody::ok(&command, None))
-        }
+    let (calls, slow) = counting(|command: CommandBody| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, BoxError>(ReplyBody::ok(&command, None))
     });
     let service = Idempotency::new(slow, MemoryIdempotencyStore::new());
     let (mut a, mut b) = (service.clone(), service);
@@ -196,16 +208,11 @@ async fn a_failed_reply_is_not_recorded_so_the_next_attempt_tries_again() {
 #[tokio::test]
 async fn an_error_leaves_the_command_unacknowledged_and_silence_acks_without_a_reply() {
     let (transport, feed) = test_transport();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let service = service_fn(move |command: CommandBody| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async move {
-            match command.step.as_str() {
-                "broken" => Err::<ReplyBody, BoxError>("the database is down".into()),
-                "quiet" => Err(Box::new(Silence) as BoxError),
-                _ => Ok(ReplyBody::ok(&command, None)),
-            }
+    let (calls, service) = counting(|command: CommandBody| async move {
+        match command.step.as_str() {
+            "broken" => Err::<ReplyBody, BoxError>("the database is down".into()),
+            "quiet" => Err(Box::new(Silence) as BoxError),
+            _ => Ok(ReplyBody::ok(&command, None)),
         }
     });
     let (stop, task) = spawn_serve(transport, service);
@@ -248,14 +255,9 @@ async fn a_concurrency_limit_of_two_never_has_more_than_two_in_flight() {
 #[tokio::test]
 async fn shutdown_takes_no_new_command_and_finishes_those_in_flight() {
     let (transport, feed) = test_transport();
-    let started = Arc::new(AtomicUsize::new(0));
-    let counted = started.clone();
-    let slow = service_fn(move |command: CommandBody| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async move {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            Ok::<_, BoxError>(ReplyBody::ok(&command, None))
-        }
+    let (started, slow) = counting(|command: CommandBody| async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok::<_, BoxError>(ReplyBody::ok(&command, None))
     });
     let (stop, task) = spawn_serve(transport, slow);
     for i in 0..3 {
@@ -289,8 +291,20 @@ async fn trip(config: SimulationConfig, timeout: &str) -> TestApp {
     app(&[]).definitions(vec![trip_booking()]).timeout(timeout).simulated(config).spawn().await
 }
 
+/// A card the payment service accepts.
+const CARD: &str = "4242-4242-4242-4242";
+
 async fn book(trip: &TestApp, card: &str) -> SagaId {
     trip.start("trip_booking", json!({ "card": card })).await
+}
+
+/// `n` trips paid with [`CARD`].
+async fn book_many(trip: &TestApp, n: usize) -> Vec<SagaId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(book(trip, CARD).await);
+    }
+    ids
 }
 
 /// Effects recorded for the saga's compensations.
@@ -305,7 +319,7 @@ fn quick(failure_rate: f64, silence_rate: f64, seed: u64) -> SimulationConfig {
 #[tokio::test]
 async fn simulated_participants_book_a_trip_and_undo_one_whose_card_is_declined() {
     let trip = trip(quick(0.0, 0.0, 1), "2s").await;
-    let booked = book(&trip, "4242-4242-4242-4242").await;
+    let booked = book(&trip, CARD).await;
     let declined = book(&trip, DECLINED_CARD).await;
     assert_eq!(trip.settled(booked).await, Status::Completed);
     assert_eq!(trip.settled(declined).await, Status::Compensated);
@@ -320,12 +334,8 @@ async fn simulated_participants_book_a_trip_and_undo_one_whose_card_is_declined(
 #[tokio::test]
 async fn failures_produce_compensations_and_no_effect_ever_happens_twice() {
     let trip = trip(quick(0.5, 0.0, 7), "2s").await;
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        ids.push(book(&trip, "4242-4242-4242-4242").await);
-    }
     let mut compensated = 0;
-    for &id in &ids {
+    for id in book_many(&trip, 20).await {
         let status = trip.settled(id).await;
         assert!(matches!(status, Status::Completed | Status::Compensated), "{id}: {status:?}");
         compensated += compensations(&trip, id);
@@ -338,11 +348,7 @@ async fn failures_produce_compensations_and_no_effect_ever_happens_twice() {
 #[tokio::test]
 async fn a_silent_participant_is_recovered_by_the_orchestrators_timeout() {
     let trip = trip(quick(0.0, 0.5, 3), "150ms").await;
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        ids.push(book(&trip, "4242-4242-4242-4242").await);
-    }
-    for &id in &ids {
+    for id in book_many(&trip, 6).await {
         assert_eq!(trip.settled(id).await, Status::Completed, "silence strikes first attempts only");
     }
     assert_eq!((trip.ledger.effects.total(), trip.ledger.effects.duplicates()), (30, Vec::<String>::new()));
