@@ -249,7 +249,9 @@ impl AppOptions {
         self
     }
 
-    /// What `participant` does; it runs even if no current definition names it.
+    /// What `participant` does; it runs even if no current definition names
+    /// it (after [`AppOptions::simulated`] or [`AppOptions::without_participants`],
+    /// back to behaviours, the others `ok`).
     pub fn participant(mut self, participant: &str, behaviour: Behaviour) -> Self {
         if !matches!(self.participants, Participants::Behaviours { .. }) {
             self = self.behaviour(always_ok());
