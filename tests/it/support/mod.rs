@@ -1,6 +1,6 @@
 //! The one test harness: an orchestrator assembled exactly as `serve`
 //! assembles it ([`Orchestrator::build`]), participants on the SDK
-//! ([`participant::serve_commands`]) with a [`Behaviour`] each, definitions
+//! (`participant::serve_commands`) with a [`Behaviour`] each, definitions
 //! from `tests/fixtures/sagas/`, the ops API on a free port, one way to
 //! wait ([`eventually!`], and [`TestApp::wait_until`] for a saga) and one
 //! HTTP client ([`http`]).
@@ -15,24 +15,33 @@
 //! test whose restart must find its participants at once (recovery
 //! re-sends at start) runs on the default current-thread runtime: there
 //! the engine first runs when the test awaits, after the subscriptions.
+//!
+//! Here the app; in `fixtures.rs` the definitions and saga ids, in
+//! `participants.rs` the behaviours and the ledger, in `http.rs` the HTTP
+//! client.
+
+mod fixtures;
+mod http;
+mod participants;
+
+pub use fixtures::{catalog, fixture, saga_id, trip_booking, with_timeout};
+pub use http::{exchange, http, sample};
+pub use participants::{always_ok, answer, silent, Behaviour, Ledger};
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jetsaga::definition::{Catalog, Kind};
 use jetsaga::orchestrator::{Broker, Orchestrator, OrchestratorConfig, OrchestratorError};
-use jetsaga::participant::{self, BoxError, EffectLedger, ParticipantError, SimulationConfig};
+use jetsaga::participant::{ParticipantError, SimulationConfig};
 use jetsaga::runtime::{EngineConfig, EngineHandle};
-use jetsaga::saga::{ReplyStatus, SagaEvent, SagaId, Status};
+use jetsaga::saga::{SagaEvent, SagaId, Status};
 use jetsaga::store::{AnyStore, EventStore, PoisonRecord, SagaSummary, SqliteStore};
-use jetsaga::transport::{AnyTransport, JetStreamConfig, JetStreamTransport, ParticipantTransport as _};
-use jetsaga::wire::{CommandBody, ReplyBody};
-use serde_json::{json, Value};
+use jetsaga::transport::{AnyTransport, JetStreamConfig, JetStreamTransport};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::infra;
+use participants::Participants;
 
 /// The operator token of every test app.
 pub const TOKEN: &str = "s3cret-test-token";
@@ -46,105 +55,7 @@ pub const HTTP_MAX: Duration = Duration::from_secs(60);
 /// The pause between two looks of a waiting test ([`eventually!`]).
 pub const POLL: Duration = Duration::from_millis(10);
 
-// ---- participants -------------------------------------------------------
-
-/// What a participant does with a command: a reply, or `None` for silence
-/// (the command is acknowledged and never answered).
-pub type Behaviour = Arc<dyn Fn(&CommandBody) -> Option<ReplyBody> + Send + Sync>;
-
-/// Every command answered `ok`, with `{"ref": "<step>"}` as output.
-pub fn always_ok() -> Behaviour {
-    answer(|_| Some(true))
-}
-
-/// No command ever answered.
-pub fn silent() -> Behaviour {
-    answer(|_| None)
-}
-
-/// A behaviour from a rule on the command: `Some(true)` answers `ok` (with
-/// `{"ref": "<step>"}`), `Some(false)` answers `failed` ("refused"), `None`
-/// stays silent.
-pub fn answer(rule: impl Fn(&CommandBody) -> Option<bool> + Send + Sync + 'static) -> Behaviour {
-    Arc::new(move |c| rule(c).map(|ok| if ok { ReplyBody::ok(c, Some(json!({ "ref": c.step }))) } else { ReplyBody::failed(c, "refused") }))
-}
-
-/// What the participants of a test app received, and the effects of their
-/// `ok` replies (or of the simulated participants), per idempotency key.
-#[derive(Debug, Default, Clone)]
-pub struct Ledger {
-    commands: Arc<Mutex<Vec<CommandBody>>>,
-    /// Effects per idempotency key, in order; shared with the simulated participants.
-    pub effects: EffectLedger,
-}
-
-impl Ledger {
-    /// Every command a behaviour received, in order.
-    pub fn commands(&self) -> Vec<CommandBody> {
-        self.commands.lock().expect("ledger").clone()
-    }
-
-    /// (step, kind, attempt) of every command a behaviour received, in order.
-    pub fn received(&self) -> Vec<(String, Kind, u32)> {
-        self.commands().into_iter().map(|c| (c.step, c.kind, c.attempt)).collect()
-    }
-
-    fn record(&self, command: &CommandBody, reply: Option<&ReplyBody>) {
-        self.commands.lock().expect("ledger").push(command.clone());
-        if reply.is_some_and(|r| r.status == ReplyStatus::Ok) {
-            self.effects.record(&command.idempotency_key);
-        }
-    }
-}
-
-/// Who answers the commands.
-#[derive(Clone)]
-enum Participants {
-    /// Every participant a definition names, and those given a behaviour.
-    Behaviours { default: Behaviour, named: HashMap<String, Behaviour> },
-    /// The SDK's five simulated participants, effects in [`Ledger::effects`].
-    Simulated(SimulationConfig),
-    /// Nobody in this process.
-    None,
-}
-
-// ---- definitions and ids ------------------------------------------------
-
-/// The text of `tests/fixtures/sagas/<name>.toml`.
-pub fn fixture(name: &str) -> String {
-    read(&Path::new("tests/fixtures/sagas").join(format!("{name}.toml")))
-}
-
-/// The demo saga, `sagas/trip_booking.toml`, as shipped.
-pub fn trip_booking() -> String {
-    read(Path::new("sagas/trip_booking.toml"))
-}
-
-fn read(relative: &Path) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `text` with its first `timeout = "…"` (the `[defaults]` one in every
-/// fixture) set to `timeout`: a variant that differs only in its fuse.
-pub fn with_timeout(text: &str, timeout: &str) -> String {
-    let line = text.lines().find(|l| l.starts_with("timeout = \"")).unwrap_or_else(|| panic!("no default timeout in\n{text}"));
-    let old = line.split('"').nth(1).expect("a quoted timeout");
-    text.replacen(line, &line.replacen(old, timeout, 1), 1)
-}
-
-/// A catalog of definition texts (each must be valid).
-pub fn catalog(sources: &[String]) -> Catalog {
-    let files = sources.iter().enumerate().map(|(i, text)| (format!("definition{i}.toml"), text.clone()));
-    Catalog::from_sources(files).unwrap_or_else(|e| panic!("invalid definition: {e:?}"))
-}
-
-/// A fixed saga id per `n`: `0190a5c4-0000-7000-8000-<n in hex>`.
-pub fn saga_id(n: u128) -> SagaId {
-    SagaId::from_u128(0x0190_a5c4_0000_7000_8000_0000_0000_0000 | n)
-}
-
-// ---- waiting and HTTP ---------------------------------------------------
+// ---- waiting ------------------------------------------------------------
 
 /// `eventually!(what, probe)`: evaluates `probe` (an expression that may
 /// `.await`) every few milliseconds until it is `Some(found)`, and is
@@ -166,36 +77,6 @@ macro_rules! eventually {
     }};
 }
 pub(crate) use eventually;
-
-/// One HTTP/1.1 exchange, blocking: `method url` with `body` (as JSON) and
-/// the bearer `token`; the status and the body text, or why nothing came back.
-pub fn exchange(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> Result<(u16, String), String> {
-    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(HTTP_MAX)).proxy(None).build();
-    let agent: ureq::Agent = config.into();
-    let mut request = ureq::http::Request::builder().method(method).uri(url).header("Content-Type", "application/json");
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let sent = match body {
-        Some(body) => agent.run(request.body(body.to_owned()).map_err(|e| e.to_string())?),
-        None => agent.run(request.body(()).map_err(|e| e.to_string())?),
-    };
-    let mut response = sent.map_err(|e| format!("{method} {url}: {e}"))?;
-    let text = response.body_mut().read_to_string().map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
-    Ok((response.status().as_u16(), text))
-}
-
-/// [`exchange`] off the async runtime: every HTTP call of the tests.
-pub async fn http(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> Result<(u16, String), String> {
-    let (method, url) = (method.to_owned(), url.to_owned());
-    let (body, token) = (body.map(str::to_owned), token.map(str::to_owned));
-    tokio::task::spawn_blocking(move || exchange(&method, &url, body.as_deref(), token.as_deref())).await.expect("the HTTP task")
-}
-
-/// The value of the Prometheus sample `series` (name and labels exactly as exposed).
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
 
 // ---- the app ------------------------------------------------------------
 
@@ -344,31 +225,7 @@ impl TestApp {
         let catalog = catalog(&options.definitions);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let orchestrator = Orchestrator::build(&catalog, world.store.clone(), Some(listener), options.config(&world.prefix)).await?;
-        let transport = orchestrator.transport().clone();
-        let participants = match &options.participants {
-            Participants::Behaviours { default, named } => {
-                let mut names: Vec<String> = catalog.iter().flat_map(|d| d.steps.iter().map(|s| s.participant.to_string())).collect();
-                names.extend(named.keys().cloned());
-                names.sort();
-                names.dedup();
-                let mut tasks = Vec::new();
-                for name in names {
-                    let behaviour = named.get(&name).unwrap_or(default).clone();
-                    let service = served(behaviour, world.ledger.clone());
-                    let commands = transport.commands(&name).await.expect("a participant subscribes");
-                    let (transport, stop) = (transport.clone(), orchestrator.stopping());
-                    tasks.push(tokio::spawn(async move { participant::serve_commands(transport, &name, commands, service, stop).await }));
-                }
-                tasks
-            }
-            Participants::Simulated(config) => {
-                let effects = world.ledger.effects.clone();
-                participant::spawn_simulated(transport, config.clone(), effects, orchestrator.stopping())
-                    .await
-                    .expect("participants subscribe")
-            }
-            Participants::None => Vec::new(),
-        };
+        let participants = options.participants.spawn(&catalog, &orchestrator, &world.ledger).await;
         let url = format!("http://{}", orchestrator.ops_addr().expect("the ops API listens"));
         let (handle, store, ledger) = (orchestrator.handle(), world.store.clone(), world.ledger.clone());
         Ok(TestApp { orchestrator, participants, options, world, handle, store, url, ledger })
@@ -479,16 +336,4 @@ impl TestApp {
         assert_eq!(status, 200, "{text}");
         text
     }
-}
-
-/// A participant service doing `behaviour`, its commands in `ledger`.
-fn served(
-    behaviour: Behaviour,
-    ledger: Ledger,
-) -> impl tower::Service<CommandBody, Response = ReplyBody, Error = BoxError, Future = impl Send> + Clone + Send + 'static {
-    tower::service_fn(move |command: CommandBody| {
-        let reply = behaviour(&command);
-        ledger.record(&command, reply.as_ref());
-        async move { reply.ok_or_else(|| -> BoxError { Box::new(participant::Silence) }) }
-    })
 }
