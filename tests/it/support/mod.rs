@@ -10,11 +10,9 @@
 //! [`app`]) chooses PostgreSQL, JetStream, a shorter timeout, the ack
 //! wait, behaviours per participant or the SDK's simulated participants.
 //!
-//! Participants subscribe right after the build. In-process, a command
-//! sent before its participant subscribed is lost (and times out), so a
-//! test whose restart must find its participants at once (recovery
-//! re-sends at start) runs on the default current-thread runtime: there
-//! the engine first runs when the test awaits, after the subscriptions.
+//! Participants subscribe right after the build; a command sent before
+//! (recovery re-sends at start) waits in the participant's queue, as it
+//! would in a broker's stream.
 //!
 //! Here the app; in `fixtures.rs` the definitions and saga ids, in
 //! `participants.rs` the behaviours and the ledger, in `http.rs` the HTTP
