@@ -3,25 +3,31 @@
 //! baseline in the same run.
 //!
 //! Each size gets a fresh schema, filled in one `INSERT … SELECT …
-//! generate_series` (`PostgresStore::bench_fill`: 90% completed, 5%
-//! compensated, 3% running, 1% stuck, 1% aborted, four saga types). Every
-//! query runs through the `EventStore` API [`REPEATS`] times; p50 and p99
-//! are printed with the ratio to the baseline. `EXPLAIN` shows the plan of
-//! each; a `Seq Scan` on `sagas` in a filtered query fails the run (it
-//! would mean a missing index). The schemas are dropped at the end.
-//! `DATABASE_URL` defaults to `postgres://postgres@127.0.0.1:5432/test`.
+//! generate_series` ([`fill`]: 90% completed, 5% compensated, 3% running,
+//! 1% stuck, 1% aborted, four saga types). Every query runs through the
+//! `EventStore` API [`REPEATS`] times; p50 and p99 are printed with the
+//! ratio to the baseline. `EXPLAIN` of the statement `list` runs
+//! (`store::bench::explain_list`) shows the plan of each; a `Seq Scan` on
+//! `sagas` in a filtered query fails the run (it would mean a missing
+//! index). The schemas are dropped at the end. `DATABASE_URL` defaults to
+//! `postgres://postgres@127.0.0.1:5432/test`; `SIZE` (default 1,000,000)
+//! sets the large size, for a quick run.
 
 use std::time::{Duration, Instant};
 
 use jetsaga::saga::{SagaId, Status};
-use jetsaga::store::{EventStore, ListFilter, PostgresStore};
+use jetsaga::store::{bench, EventStore, ListFilter, PostgresStore};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 
 /// Runs of each query per size.
 const REPEATS: usize = 50;
 /// The page size asked for (the API's default).
 const PAGE: u32 = 50;
-/// The large size and the baseline.
-const SIZES: [u64; 2] = [10_000, 1_000_000];
+/// The baseline size.
+const BASELINE: u64 = 10_000;
+/// The large size, unless `SIZE` says otherwise.
+const SIZE: u64 = 1_000_000;
 
 /// One query of the benchmark.
 struct Query {
@@ -54,7 +60,7 @@ fn queries(now_ms: i64) -> Vec<Query> {
     ]
 }
 
-/// The id `bench_fill` gives row `i`.
+/// The id [`fill`] gives row `i`.
 fn row_id(i: u64) -> SagaId {
     SagaId::parse(&format!("0190a5c4-0000-7000-8000-{i:012x}")).expect("a valid id")
 }
@@ -82,7 +88,7 @@ async fn time_query(store: &PostgresStore, query: &Query, size: u64) -> Timings 
         rows = page.sagas.len();
     }
     took.sort();
-    let plan = store.explain_list(&query.filter, cursor, PAGE).await.expect("explain");
+    let plan = bench::explain_list(store, &query.filter, cursor, PAGE).await.expect("explain");
     Timings { p50: percentile(&took, 0.5), p99: percentile(&took, 0.99), rows, plan }
 }
 
@@ -108,21 +114,65 @@ fn access(plan: &[String]) -> String {
     scan.split("  (").next().unwrap_or(scan).to_owned()
 }
 
+/// A connection of the benchmark's own, for what the store does not do:
+/// fill a schema, drop it. In `schema` if given.
+async fn connect(url: &str, schema: Option<&str>) -> PgConnection {
+    let options: PgConnectOptions = url.parse().expect("DATABASE_URL is a postgres:// URL");
+    let options = match schema {
+        Some(schema) => options.options([("search_path", schema)]),
+        None => options,
+    };
+    PgConnection::connect_with(&options).await.unwrap_or_else(|e| panic!("PostgreSQL at {url} is needed (run scripts/services): {e}"))
+}
+
+/// Inserts `n` projection rows (no events) in one `INSERT … SELECT …
+/// FROM generate_series`, then `ANALYZE`s. Row `i` has the id
+/// `0190a5c4-0000-7000-8000-<i as 12 hex digits>` (ids ascend with `i`),
+/// the type `["trip", "order", "refund", "signup"][i % 4]`, and by
+/// `i % 100` the status mix 90% completed, 5% compensated, 3% running, 1%
+/// stuck, 1% aborted; it started at `i * 10` ms and was last updated a
+/// second later (a stuck saga an hour later).
+async fn fill(conn: &mut PgConnection, n: u64) {
+    sqlx::query(
+        "INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms) \
+         SELECT '0190a5c4-0000-7000-8000-' || lpad(to_hex(i), 12, '0'), \
+                (ARRAY['trip', 'order', 'refund', 'signup'])[1 + i % 4], 1, \
+                CASE WHEN i % 100 < 90 THEN 'completed' WHEN i % 100 < 95 THEN 'compensated' \
+                     WHEN i % 100 < 98 THEN 'running' WHEN i % 100 < 99 THEN 'stuck' ELSE 'aborted' END, \
+                CASE WHEN i % 100 BETWEEN 95 AND 98 THEN 'pay' END, \
+                i * 10, i * 10 + CASE WHEN i % 100 = 98 THEN 3600000 ELSE 1000 END, 6, \
+                CASE WHEN i % 100 BETWEEN 95 AND 97 THEN i * 10 + 30000 END \
+         FROM generate_series(1::bigint, $1) AS i",
+    )
+    .bind(i64::try_from(n).expect("a size that fits BIGINT"))
+    .execute(&mut *conn)
+    .await
+    .expect("fill sagas");
+    sqlx::query("ANALYZE sagas").execute(conn).await.expect("analyze sagas");
+}
+
+/// Drops `schema` and everything in it.
+async fn drop_schema(url: &str, schema: &str) {
+    let mut conn = connect(url, None).await;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&mut conn).await.expect("drop schema");
+}
+
 #[tokio::main]
 async fn main() {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let size = std::env::var("SIZE").map_or(SIZE, |size| size.parse().expect("SIZE is a number"));
     let now_ms = i64::MAX / 2;
     let queries = queries(now_ms);
     let mut results: Vec<Vec<Timings>> = Vec::new();
     let mut counts = Vec::new();
     let mut schemas = Vec::new();
-    for size in SIZES {
-        let schema = format!("bench_list_{}_{size}", std::process::id());
+    for (run, size) in [BASELINE, size].into_iter().enumerate() {
+        let schema = format!("bench_list_{}_{run}", std::process::id());
         let store = PostgresStore::connect_schema(&url, &schema)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {url} is needed (run scripts/services): {e}"));
         let started = Instant::now();
-        store.bench_fill(size).await.expect("fill");
+        fill(&mut connect(&url, Some(&schema)).await, size).await;
         println!("filled {size} sagas in {:.1} s", started.elapsed().as_secs_f64());
         let mut timings = Vec::new();
         for query in &queries {
@@ -134,7 +184,8 @@ async fn main() {
     }
     println!();
     println!("{REPEATS} runs each, page of {PAGE}; times in ms");
-    println!("{:<36} {:>9} {:>9} {:>10} {:>10} {:>9}  plan at 1M", "query", "10k p50", "10k p99", "1M p50", "1M p99", "p50 ratio");
+    let (p50, p99, plan) = (format!("{size} p50"), format!("{size} p99"), format!("plan at {size}"));
+    println!("{:<36} {:>9} {:>9} {:>10} {:>10} {:>9}  {plan}", "query", "10k p50", "10k p99", p50, p99, "p50 ratio");
     let mut seq_scans = Vec::new();
     for (i, query) in queries.iter().enumerate() {
         let (small, large) = (&results[0][i], &results[1][i]);
@@ -165,7 +216,8 @@ async fn main() {
         ms(l50) / ms(s50).max(1e-6)
     );
     for (store, schema) in &schemas {
-        store.drop_schema(schema).await.expect("drop schema");
+        store.close().await;
+        drop_schema(&url, schema).await;
     }
     for (name, plan) in &seq_scans {
         eprintln!("\n{name} scans the whole table:\n{plan}");

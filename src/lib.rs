@@ -20,6 +20,7 @@ pub mod cli;
 pub mod definition;
 pub mod loader;
 pub mod ops;
+pub mod orchestrator;
 pub mod participant;
 pub mod runtime;
 pub mod saga;

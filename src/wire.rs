@@ -3,14 +3,19 @@
 //! Inbound bytes become domain values here ([`parse_start`],
 //! [`parse_reply`], [`parse_command`]) or a [`Poison`] with the reason;
 //! domain values become bytes ([`command_body`], [`reply_body`],
-//! [`event_body`]). Subjects are built here too, under a configurable
+//! [`event_body`]). Events as JSON, which the ops API shows too, are in
+//! `wire/event.rs`. Subjects are built here too, under a configurable
 //! prefix (default `saga`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::definition::{Kind, Participant};
-use crate::saga::{self, Command, Recorded, Reply, ReplyStatus, SagaId};
+use crate::saga::{Command, Reply, ReplyStatus, SagaId};
+
+mod event;
+
+pub use event::{event_body, event_message_id, EventBody, EventEntry};
 
 /// The default subject prefix.
 pub const PREFIX_DEFAULT: &str = "saga";
@@ -102,6 +107,7 @@ impl Subjects {
     }
 }
 
+/// The body of a start message on `saga.start.<saga_type>`:
 /// `{"saga_id": "<uuid, optional>", "input": <any JSON>}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartBody {
@@ -113,9 +119,11 @@ pub struct StartBody {
     pub input: Value,
 }
 
-/// A start request from `saga.start.<saga_type>`.
+/// A start message from `saga.start.<saga_type>`, parsed: the saga type
+/// from the subject, the rest from its [`StartBody`]. (The ops API's
+/// start is `ops::api::StartSagaBody`.)
 #[derive(Debug, Clone, PartialEq)]
-pub struct StartRequest {
+pub struct StartMessage {
     /// From the subject.
     pub saga_type: String,
     /// From the body.
@@ -124,13 +132,13 @@ pub struct StartRequest {
     pub input: Value,
 }
 
-/// Parses a start request; `saga_type` comes from the subject.
-pub fn parse_start(saga_type: &str, bytes: &[u8]) -> Result<StartRequest, Poison> {
+/// Parses a start message; `saga_type` comes from the subject.
+pub fn parse_start(saga_type: &str, bytes: &[u8]) -> Result<StartMessage, Poison> {
     check_size(bytes)?;
     let body: StartBody =
         serde_json::from_slice(bytes).map_err(|e| poison(format!("start request is not valid JSON of the expected shape: {e}")))?;
     let saga_id = body.saga_id.as_deref().map(parse_id).transpose()?;
-    Ok(StartRequest { saga_type: saga_type.to_owned(), saga_id, input: body.input })
+    Ok(StartMessage { saga_type: saga_type.to_owned(), saga_id, input: body.input })
 }
 
 /// The command body of SPEC §3.
@@ -247,25 +255,6 @@ pub fn parse_reply(participant: &str, bytes: &[u8]) -> Result<(SagaId, Reply), P
     Ok((saga_id, reply))
 }
 
-/// The event body of SPEC §3: `{"saga_id", "saga_type", "seq", "type", "at", "data"}`.
-pub fn event_body(saga_id: SagaId, saga_type: &str, recorded: &Recorded) -> Vec<u8> {
-    let (event_type, data) = saga::encode(&recorded.event);
-    let body = serde_json::json!({
-        "saga_id": saga_id.to_string(),
-        "saga_type": saga_type,
-        "seq": recorded.seq,
-        "type": event_type,
-        "at": rfc3339(recorded.at_ms),
-        "data": data,
-    });
-    serde_json::to_vec(&body).unwrap_or_default()
-}
-
-/// `Nats-Msg-Id` of an event: `<saga_id>:<seq>`.
-pub fn event_message_id(saga_id: SagaId, seq: u64) -> String {
-    format!("{saga_id}:{seq}")
-}
-
 /// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
 pub fn rfc3339(at_ms: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
@@ -279,96 +268,4 @@ pub fn traceparent(saga_id: SagaId, span: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn subjects_and_tokens() {
-        let s = Subjects::new("saga");
-        assert_eq!(s.start("trip"), "saga.start.trip");
-        assert_eq!(s.reply("hotels"), "saga.reply.hotels");
-        assert_eq!(s.all("cmd"), "saga.cmd.>");
-        assert_eq!(s.commands_for("hotels"), "saga.cmd.hotels.>");
-        assert_eq!(s.token("reply", "saga.reply.hotels"), Some("hotels"));
-        assert_eq!(s.token("start", "saga.start.trip_booking"), Some("trip_booking"));
-        assert_eq!(s.token("reply", "other.reply.hotels"), None);
-        assert_eq!(Subjects::new("t1.saga").token("cmd", "t1.saga.cmd.hotels.reserve"), Some("hotels"));
-    }
-
-    #[test]
-    fn replies_parse_or_are_poison_with_a_reason() {
-        let id = "0190a5c4-0000-7000-8000-000000000001";
-        let good = json!({"saga_id": id, "step": "hotel", "kind": "action", "attempt": 2, "status": "ok", "output": {"room": 7}});
-        let (saga_id, reply) = parse_reply("hotels", good.to_string().as_bytes()).expect("valid");
-        assert_eq!(saga_id.to_string(), id);
-        assert_eq!((reply.attempt, reply.status, reply.participant.as_str()), (2, ReplyStatus::Ok, "hotels"));
-        let cases: [(&[u8], &str); 5] = [
-            (b"not json", "not valid JSON"),
-            (br#"{"saga_id": "nope", "step": "a", "kind": "action", "attempt": 1, "status": "ok"}"#, "is not a UUID"),
-            (
-                br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "a", "kind": "undo", "attempt": 1, "status": "ok"}"#,
-                "expected shape",
-            ),
-            (
-                br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "a", "kind": "action", "status": "ok"}"#,
-                "missing field `attempt`",
-            ),
-            (
-                br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "a", "kind": "action", "attempt": 1, "status": "maybe"}"#,
-                "expected shape",
-            ),
-        ];
-        for (bytes, why) in cases {
-            let err = parse_reply("hotels", bytes).expect_err("poison");
-            assert!(err.reason.contains(why), "{why}: {}", err.reason);
-        }
-        let big = vec![b' '; MESSAGE_BYTES_MAX + 1];
-        assert!(parse_reply("hotels", &big).expect_err("too big").reason.contains("limit"));
-        assert!(parse_reply("Bad Name", good.to_string().as_bytes()).is_err());
-    }
-
-    #[test]
-    fn starts_take_an_optional_id() {
-        let start = parse_start("trip", br#"{"input": {"x": 1}}"#).expect("valid");
-        assert_eq!((start.saga_id, start.input), (None, json!({"x": 1})));
-        let start = parse_start("trip", br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001"}"#).expect("valid");
-        assert!(start.saga_id.is_some());
-        assert!(parse_start("trip", br#"{"saga_id": 5}"#).is_err());
-    }
-
-    #[test]
-    fn a_command_round_trips_through_its_body() {
-        let id = SagaId::parse("0190a5c4-0000-7000-8000-000000000001").expect("uuid");
-        let command = Command {
-            saga_id: id,
-            saga_type: crate::definition::SagaType::parse("trip").expect("name"),
-            step: crate::definition::StepName::parse("hotel").expect("name"),
-            participant: Participant::parse("hotels").expect("name"),
-            kind: Kind::Compensation,
-            action: crate::definition::ActionName::parse("cancel").expect("name"),
-            attempt: 3,
-            idempotency_key: saga::idempotency_key(id, "hotel", Kind::Compensation),
-            message_id: saga::message_id(id, "hotel", Kind::Compensation, 3),
-            payload: json!({"input": {}, "results": {}}),
-        };
-        let body = parse_command(&command_body(&command)).expect("parses");
-        assert_eq!((body.kind, body.action.as_str(), body.attempt), (Kind::Compensation, "cancel", 3));
-        assert_eq!(Subjects::default().command(&command), "saga.cmd.hotels.cancel");
-        let reply = ReplyBody::failed(&body, "no such booking");
-        let (_, parsed) = parse_reply("hotels", &reply_body(&reply)).expect("parses");
-        assert_eq!((parsed.status, parsed.error.as_deref()), (ReplyStatus::Failed, Some("no such booking")));
-    }
-
-    #[test]
-    fn events_carry_type_time_and_data() {
-        let id = SagaId::parse("0190a5c4-0000-7000-8000-000000000001").expect("uuid");
-        let recorded = Recorded { seq: 4, at_ms: 1_767_225_600_123, event: saga::SagaEvent::SagaCompleted {} };
-        let body: Value = serde_json::from_slice(&event_body(id, "trip", &recorded)).expect("json");
-        assert_eq!(body["type"], "saga_completed");
-        assert_eq!(body["at"], "2026-01-01T00:00:00.123Z");
-        assert_eq!(body["seq"], 4);
-        assert_eq!(event_message_id(id, 4), format!("{id}:4"));
-        assert_eq!(traceparent(id, 1).len(), 55);
-    }
-}
+mod tests;

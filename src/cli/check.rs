@@ -3,10 +3,11 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::definition::SagaDefinition;
 use crate::loader;
+use crate::runtime::Clock;
+use crate::saga;
 use crate::sim::{self, ExploreOptions, Rates};
 
 /// Runs the check; see the subcommand's help for exit codes.
@@ -22,8 +23,9 @@ pub(super) fn run(path: &Path, cases: u64, seed: Option<u64>) -> anyhow::Result<
     let names: Vec<&str> = catalog.names().collect();
     println!("{} definition(s) valid in {}: {}", defs.len(), path.display(), names.join(", "));
     let seed = seed.unwrap_or_else(random_seed);
-    let started = Instant::now();
-    let result = sim::explore(&defs, ExploreOptions { cases, seed, rates: Rates::default() }, sim::real_decider());
+    let stopwatch = Clock::system();
+    let started = stopwatch.instant();
+    let result = sim::explore(&defs, ExploreOptions { cases, seed, rates: Rates::default() }, saga::decide);
     let elapsed = started.elapsed();
     let statuses: Vec<String> = result.statuses.iter().map(|(status, n)| format!("{status} {n}")).collect();
     println!("{} cases, {} sagas simulated in {:.1?}: {}", result.cases, result.sagas, elapsed, statuses.join(", "));
@@ -42,6 +44,6 @@ pub(super) fn run(path: &Path, cases: u64, seed: Option<u64>) -> anyhow::Result<
 }
 
 fn random_seed() -> u64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    sim::mix(nanos as u64 ^ u64::from(std::process::id())) % 1_000_000_000
+    let now_ms = u64::try_from(Clock::system().now_ms()).unwrap_or_default();
+    sim::mix(now_ms ^ u64::from(std::process::id())) % 1_000_000_000
 }

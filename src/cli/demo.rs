@@ -13,17 +13,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::definition::Catalog;
 use crate::loader;
+use crate::orchestrator::{Orchestrator, OrchestratorConfig};
 use crate::participant::{self, EffectLedger, SimulationConfig, DECLINED_CARD};
-use crate::runtime::poison::StorePoison;
-use crate::runtime::{Engine, EngineConfig, EngineHandle, INBOUND_QUEUE_MAX};
+use crate::runtime::{Clock, EngineHandle};
 use crate::saga::{self, SagaId};
 use crate::store::{EventStore, SqliteStore};
-use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
-use crate::transport::MemoryTransport;
+use crate::transport::jetstream::JetStreamConfig;
 use crate::wire::Subjects;
 
 /// The demo definition, for when `sagas/` is not at hand.
@@ -31,6 +29,9 @@ const TRIP_BOOKING: &str = include_str!("../../sagas/trip_booking.toml");
 
 /// Longest the demo waits for its sagas.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often the demo looks whether a saga has finished.
+const DEMO_POLL: Duration = Duration::from_millis(10);
 
 /// How long a demo participant takes to answer, typically.
 const DEMO_LATENCY: Duration = Duration::from_millis(5);
@@ -85,33 +86,28 @@ fn fresh_temp_db() -> anyhow::Result<PathBuf> {
 async fn demo(catalog: Catalog, path: &Path) -> anyhow::Result<()> {
     let url = format!("sqlite://{}", path.display());
     let store = SqliteStore::open(&url).await.with_context(|| format!("failed to open {url}"))?;
-    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let transport = MemoryTransport::new(inbound_tx);
-    let (stop_participants, participants_stopped) = oneshot::channel::<()>();
-    let config = SimulationConfig { latency: DEMO_LATENCY, ..SimulationConfig::default() };
-    let participants = participant::spawn_simulated(transport.clone(), config, EffectLedger::new(), async move {
-        let _ = participants_stopped.await;
-    })
-    .await
-    .context("failed to start the simulated participants")?;
-    let engine = Engine::new(store.clone(), transport, &catalog, EngineConfig::default()).await.context("failed to start the engine")?;
-    let handle = engine.handle();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(engine.run(inbound, async move {
-        let _ = stopped.await;
-    }));
-
+    let orchestrator = Orchestrator::build(&catalog, store, None, OrchestratorConfig::in_process()).await?;
     println!("jetsaga demo: trip_booking with in-process participants, events in SQLite\n");
-    show(&catalog, &store, &handle).await?;
-    let _ = stop.send(());
-    running.await.context("the engine task failed")??;
-    let _ = stop_participants.send(());
-    for handle in participants {
-        handle.await.context("a participant task failed")??;
-    }
+    run_with_participants(&catalog, orchestrator).await?;
     println!("events are in {}", path.display());
     println!("  look inside: sqlite3 {} 'select saga_id, seq, event_type from events'", path.display());
     Ok(())
+}
+
+/// Starts the simulated participants on the orchestrator's transport,
+/// shows the two trips, then stops everything.
+async fn run_with_participants<S: EventStore + Clone>(catalog: &Catalog, orchestrator: Orchestrator<S>) -> anyhow::Result<()> {
+    let config = SimulationConfig { latency: DEMO_LATENCY, ..SimulationConfig::default() };
+    let transport = orchestrator.transport().clone();
+    let participants = participant::spawn_simulated(transport, config, EffectLedger::new(), orchestrator.stopping())
+        .await
+        .context("failed to start the simulated participants")?;
+    let shown = show(catalog, orchestrator.store(), &orchestrator.handle()).await;
+    orchestrator.shutdown().await?;
+    for handle in participants {
+        handle.await.context("a participant task failed")??;
+    }
+    shown
 }
 
 /// Starts the two trips and prints their timelines from the store.
@@ -137,42 +133,17 @@ async fn infrastructure(catalog: Catalog, args: DemoArgs) -> anyhow::Result<()> 
         None => format!("sqlite://{}", fresh_temp_db()?.display()),
     };
     let store = crate::store::open_url(&database_url).await.context("failed to open the event store")?;
-    let nats_url = args.nats_url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let nats_url = args.nats_url.clone().unwrap_or_else(|| JetStreamConfig::default().url);
     let config = JetStreamConfig { url: nats_url.clone(), prefix: Subjects::new(&args.subject_prefix), ..JetStreamConfig::default() };
-    let transport = JetStreamTransport::connect(config).await.with_context(|| format!("failed to connect to NATS at {nats_url}"))?;
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let config = SimulationConfig { latency: DEMO_LATENCY, ..SimulationConfig::default() };
-    let participants = participant::spawn_simulated(transport.clone(), config, EffectLedger::new(), stopped())
+    let orchestrator = Orchestrator::build(&catalog, store, None, OrchestratorConfig::jetstream(config))
         .await
-        .context("failed to start the simulated participants")?;
-    let engine =
-        Engine::new(store.clone(), transport.clone(), &catalog, EngineConfig::default()).await.context("failed to start the engine")?;
-    let handle = engine.handle();
-    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let poison = StorePoison::new(store.clone(), engine.metrics());
-    let consumers = {
-        let (transport, stop) = (transport.clone(), stopped());
-        tokio::spawn(async move { transport.run_inbound(tx, poison, stop).await })
-    };
-    let running = tokio::spawn(engine.run(inbound, stopped()));
+        .with_context(|| format!("failed to start over NATS at {nats_url}"))?;
     println!(
         "jetsaga demo: trip_booking over NATS JetStream ({nats_url}, subjects {}.*), events in {}\n",
         args.subject_prefix,
         redact(&database_url)
     );
-    show(&catalog, &store, &handle).await?;
-    let _ = stop.send(true);
-    running.await.context("the engine task failed")??;
-    consumers.await.context("the consumer task failed")??;
-    for participant in participants {
-        participant.await.context("a participant task failed")??;
-    }
+    run_with_participants(&catalog, orchestrator).await?;
     println!(
         "commands went over {}.cmd.>, replies over {}.reply.>; events are in {}",
         args.subject_prefix,
@@ -202,13 +173,14 @@ async fn start(handle: &EngineHandle, input: Value) -> anyhow::Result<SagaId> {
 }
 
 async fn wait_until_finished<S: EventStore>(store: &S, id: SagaId) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + DEMO_TIMEOUT;
+    let clock = Clock::system();
+    let deadline = clock.instant() + DEMO_TIMEOUT;
     loop {
         let summary = store.summary(id).await?;
         if summary.as_ref().is_some_and(|s| s.status.is_terminal() || s.status == saga::Status::Stuck) {
             return Ok(());
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "saga {id} did not finish within {DEMO_TIMEOUT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        anyhow::ensure!(clock.instant() < deadline, "saga {id} did not finish within {DEMO_TIMEOUT:?}");
+        tokio::time::sleep(DEMO_POLL).await;
     }
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 /// Exit code of a usage error or invalid definitions.
 pub const EXIT_USAGE: u8 = 2;
@@ -30,11 +30,13 @@ struct Cli {
     #[arg(long, env = "JETSAGA_LOG", default_value = "warn", global = true)]
     log: String,
     #[command(subcommand)]
-    command: Command,
+    subcommand: Subcommand,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
+/// The subcommands. (Not "command": in jetsaga that word means only a
+/// message from the orchestrator to a participant.)
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
     /// Validate definitions and explore their failure paths by simulation.
     ///
     /// Exit 0 when every invariant holds, 1 when one breaks (the minimal
@@ -88,12 +90,8 @@ enum Command {
         /// Seed of the dice; random when omitted (printed either way).
         #[arg(long)]
         seed: Option<u64>,
-        /// The NATS server.
-        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-        nats_url: String,
-        /// Subject prefix, as given to `jetsaga serve`.
-        #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
-        subject_prefix: String,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
     /// The orchestrator: consumes starts and replies from NATS JetStream,
     /// keeps every saga's events in PostgreSQL (or SQLite), serves the ops API.
@@ -106,20 +104,33 @@ enum Command {
     Sagas(sagas::SagasArgs),
 }
 
+/// Where the NATS server is and the subject prefix of the deployment:
+/// `serve` and every subcommand that joins its streams from outside.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub(crate) nats_url: String,
+    /// Subject prefix (stream names derive from it); the same for every
+    /// process of one deployment.
+    #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
+    pub(crate) subject_prefix: String,
+}
+
 /// Parses the command line and runs the subcommand.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let _tracing = init_tracing(&cli.log, &cli.command);
-    let result = match cli.command {
-        Command::Check { path, cases, seed } => check::run(&path, cases, seed),
-        Command::Demo { sagas, database, nats_url, database_url, subject_prefix } => {
+    let _tracing = init_tracing(&cli.log, &cli.subcommand);
+    let result = match cli.subcommand {
+        Subcommand::Check { path, cases, seed } => check::run(&path, cases, seed),
+        Subcommand::Demo { sagas, database, nats_url, database_url, subject_prefix } => {
             demo::run(demo::DemoArgs { sagas, database, nats_url, database_url, subject_prefix })
         }
-        Command::Participants { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix } => {
+        Subcommand::Participants { simulate, failure_rate, silence_rate, latency, seed, nats: NatsArgs { nats_url, subject_prefix } } => {
             participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix })
         }
-        Command::Serve(args) => serve::run(*args),
-        Command::Sagas(args) => sagas::run(args),
+        Subcommand::Serve(args) => serve::run(*args),
+        Subcommand::Sagas(args) => sagas::run(args),
     };
     match result {
         Ok(code) => code,
@@ -130,8 +141,8 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Keeps the trace exporter (feature `otlp`) alive until the command is
-/// done; dropping it flushes the spans still buffered.
+/// Keeps the trace exporter (feature `otlp`) alive until the subcommand
+/// is done; dropping it flushes the spans still buffered.
 struct TracingGuard {
     #[cfg(feature = "otlp")]
     _otlp: Option<otlp::Guard>,
@@ -139,19 +150,19 @@ struct TracingGuard {
 
 /// Logs on stderr; with the `otlp` feature and `serve --otlp-endpoint`,
 /// spans are exported over OTLP too.
-fn init_tracing(filter: &str, command: &Command) -> TracingGuard {
+fn init_tracing(filter: &str, subcommand: &Subcommand) -> TracingGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     #[cfg(feature = "otlp")]
     {
-        let endpoint = match command {
-            Command::Serve(args) => args.otlp_endpoint.as_deref(),
+        let endpoint = match subcommand {
+            Subcommand::Serve(args) => args.otlp_endpoint.as_deref(),
             _ => None,
         };
         TracingGuard { _otlp: otlp::init(filter, endpoint) }
     }
     #[cfg(not(feature = "otlp"))]
     {
-        let _ = command;
+        let _ = subcommand;
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
         TracingGuard {}
     }

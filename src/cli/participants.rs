@@ -60,8 +60,7 @@ fn usage_problem(options: &Options) -> Option<String> {
 }
 
 fn clock_seed() -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    now.as_nanos() as u64
+    u64::try_from(crate::runtime::Clock::system().now_ms()).unwrap_or_default()
 }
 
 /// The only place that knows which transport serves the participants.

@@ -13,11 +13,12 @@ mod view;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::anyhow;
-use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use serde::Serialize;
 
-use self::client::{ApiError, ListQuery, OpsClient};
+use self::client::{ClientError, OpsClient};
+use crate::ops::api::{ListQuery, SagaDetail, SagaRow};
 use crate::saga::{SagaId, Status};
 use crate::store::PAGE_SIZE_MAX;
 
@@ -40,11 +41,11 @@ pub(super) struct SagasArgs {
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    command: SagasCommand,
+    subcommand: SagasSubcommand,
 }
 
-#[derive(Debug, Subcommand)]
-enum SagasCommand {
+#[derive(Debug, clap::Subcommand)]
+enum SagasSubcommand {
     /// List sagas, oldest first, as a table (ID, TYPE, V, STATUS, STEP, STARTED, UPDATED).
     #[command(after_help = EXIT_CODES)]
     List(ListArgs),
@@ -119,75 +120,77 @@ fn parse_reason(text: &str) -> Result<String, String> {
 /// Runs one `jetsaga sagas` subcommand.
 pub(super) fn run(args: SagasArgs) -> anyhow::Result<ExitCode> {
     let client = || OpsClient::new(&args.url, args.token.clone());
-    match args.command {
-        SagasCommand::List(list_args) => list(&client(), list_args, args.json),
-        SagasCommand::Show { id, at_seq } => show(&client(), id, at_seq, args.json),
-        SagasCommand::Retry(verb) => operate(&client(), "retry", verb, args.json),
-        SagasCommand::Compensate(verb) => operate(&client(), "compensate", verb, args.json),
-        SagasCommand::Abort(verb) => operate(&client(), "abort", verb, args.json),
-        SagasCommand::Tail(tail_args) => tail::run(tail_args, args.json),
+    match args.subcommand {
+        SagasSubcommand::List(list_args) => list(&client(), list_args, args.json),
+        SagasSubcommand::Show { id, at_seq } => show(&client(), id, at_seq, args.json),
+        SagasSubcommand::Retry(verb) => operate(&client(), "retry", verb, args.json),
+        SagasSubcommand::Compensate(verb) => operate(&client(), "compensate", verb, args.json),
+        SagasSubcommand::Abort(verb) => operate(&client(), "abort", verb, args.json),
+        SagasSubcommand::Tail(tail_args) => tail::run(tail_args, args.json),
     }
 }
 
 fn list(client: &OpsClient, args: ListArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let statuses: Vec<&str> = args.status.iter().map(|s| s.as_str()).collect();
     let mut query = ListQuery {
-        statuses: args.status.iter().map(Status::to_string).collect(),
+        status: (!statuses.is_empty()).then(|| statuses.join(",")),
         saga_type: args.saga_type,
-        stuck_for_ms: args.stuck_for.map(|d| d.as_millis()),
+        stuck_for: args.stuck_for.map(|d| format!("{}ms", d.as_millis())),
         limit: args.limit,
-        cursor: None,
+        ..ListQuery::default()
     };
     let mut page = client.list(&query).map_err(explain)?;
     if !args.all {
         if json {
-            println!("{page}");
+            print_json(&page)?;
         } else {
-            print!("{}", view::list(sagas(&page)));
-            if page["next_cursor"].is_string() {
+            print!("{}", view::list(&page.sagas));
+            if page.next_cursor.is_some() {
                 eprintln!("(more sagas: pass --all to follow every page)");
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut all: Vec<Value> = sagas(&page).to_vec();
+    let mut all: Vec<SagaRow> = std::mem::take(&mut page.sagas);
     let mut pages = 1;
-    while let Some(cursor) = page["next_cursor"].as_str() {
+    while let Some(cursor) = page.next_cursor {
         if pages >= LIST_PAGES_MAX {
             eprintln!("(stopped after {LIST_PAGES_MAX} pages)");
             break;
         }
-        query.cursor = Some(cursor.to_owned());
+        query.cursor = Some(cursor.to_string());
         page = client.list(&query).map_err(explain)?;
-        all.extend_from_slice(sagas(&page));
+        all.append(&mut page.sagas);
         pages += 1;
     }
     match json {
-        true => println!("{}", json!({ "sagas": all })),
+        true => print_json(&Combined { sagas: &all })?,
         false => print!("{}", view::list(&all)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn sagas(page: &Value) -> &[Value] {
-    page["sagas"].as_array().map_or(&[], Vec::as_slice)
+/// What `list --all --json` prints: every page's sagas in one object.
+#[derive(Serialize)]
+struct Combined<'a> {
+    sagas: &'a [SagaRow],
 }
 
 fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
-    let state = at_seq.map(|seq| client.state_at_seq(id, seq)).transpose().map_err(explain)?;
-    if let (true, Some(state)) = (json, &state) {
-        println!("{state}");
+    let then = at_seq.map(|seq| client.state_at_seq(id, seq)).transpose().map_err(explain)?;
+    if let (true, Some(then)) = (json, &then) {
+        print_json(then)?;
         return Ok(ExitCode::SUCCESS);
     }
     let detail = client.detail(id).map_err(explain)?;
     if json {
-        println!("{detail}");
+        print_json(&detail)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let state = state.unwrap_or_else(|| detail.clone());
-    let last_seq = state["seq"].as_u64().unwrap_or(u64::MAX);
-    let events = detail["events"].as_array().map_or(&[][..], Vec::as_slice);
+    let SagaDetail { state: now, events } = detail;
+    let state = then.unwrap_or(now);
     let mut log = events.iter().map(view::recorded).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!("saga {id}: {e}"))?;
-    log.retain(|r| r.seq <= last_seq);
+    log.retain(|r| r.seq <= state.seq);
     print!("{}", view::show(id, &state, &log));
     Ok(ExitCode::SUCCESS)
 }
@@ -195,14 +198,20 @@ fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyh
 fn operate(client: &OpsClient, verb: &str, args: VerbArgs, json: bool) -> anyhow::Result<ExitCode> {
     let answer = client.operate(args.id, verb, &args.reason).map_err(explain)?;
     match json {
-        true => println!("{answer}"),
-        false => println!("accepted: saga {} is now {}", args.id, answer["status"].as_str().unwrap_or("unknown")),
+        true => print_json(&answer)?,
+        false => println!("accepted: saga {} is now {}", args.id, answer.status),
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// An answer of the API as one line of JSON (`--json`).
+fn print_json(answer: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(answer).context("failed to write the answer as JSON")?);
+    Ok(())
+}
+
 /// The error as the operator should read it: a 401 says how to pass the token.
-fn explain(error: ApiError) -> anyhow::Error {
+fn explain(error: ClientError) -> anyhow::Error {
     match error.status() {
         Some(401) => anyhow!("{error}\nhint: pass --token or set JETSAGA_OPS_TOKEN to the ops token `jetsaga serve` was started with"),
         _ => error.into(),

@@ -1,40 +1,35 @@
 //! `jetsaga serve`: the orchestrator over NATS JetStream and a database.
 //!
-//! Start-up order: definitions → store (migrations applied) → broker
-//! (streams created) → engine (recovery) → inbound consumers, event relay
+//! Binds the ops API's address, connects the store (migrations applied),
+//! then hands over to [`Orchestrator::build`], which records the
+//! definitions, sets up the broker and starts the engine, consumers, relay
 //! and ops API. SIGTERM or SIGINT stops taking work, finishes the batch in
 //! progress and exits 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, watch};
 
+use super::NatsArgs;
 use crate::loader;
-use crate::ops::{self, Ops, Readiness};
-use crate::runtime::poison::StorePoison;
-use crate::runtime::relay::{self, EventSink, RelayLag};
-use crate::runtime::{Clock, Engine, EngineConfig, INBOUND_QUEUE_MAX};
-use crate::store::{self, CommittedEvent};
-use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
-use crate::transport::TransportError;
+use crate::orchestrator::{Orchestrator, OrchestratorConfig};
+use crate::store;
+use crate::transport::jetstream::{JetStreamConfig, ACK_WAIT_DEFAULT, DUPLICATE_WINDOW_DEFAULT};
 use crate::wire::Subjects;
 
 /// Tries to reach the database at start-up.
 pub(super) const DATABASE_CONNECT_ATTEMPTS_MAX: u32 = 30;
-/// The relay's checkpoint name.
-pub(super) const RELAY_NAME: &str = "saga_events";
+/// Pause between two of those tries.
+const DATABASE_CONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The flags and environment of `jetsaga serve` (SPEC §4).
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct ServeArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub(super) nats_url: String,
+    /// Where NATS is, and the subject prefix.
+    #[command(flatten)]
+    pub(super) nats: NatsArgs,
     /// postgres://… or sqlite://… (the backend follows the scheme).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://jetsaga.db")]
     pub(super) database_url: String,
@@ -47,9 +42,6 @@ pub(super) struct ServeArgs {
     /// Bearer token for operator verbs (never logged).
     #[arg(long, env = "JETSAGA_OPS_TOKEN", hide_env_values = true)]
     pub(super) ops_token: Option<String>,
-    /// Subject prefix (stream names derive from it).
-    #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
-    pub(super) subject_prefix: String,
     /// NATS credentials file (JWT + nkey).
     #[arg(long, env = "NATS_CREDS")]
     pub(super) nats_creds: Option<PathBuf>,
@@ -72,11 +64,11 @@ pub(super) struct ServeArgs {
     #[arg(long, default_value_t = 1)]
     pub(super) stream_replicas: usize,
     /// How long the broker drops duplicate message ids.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
-    pub(super) duplicate_window: Duration,
+    #[arg(long, default_value_t = DUPLICATE_WINDOW_DEFAULT.into())]
+    pub(super) duplicate_window: humantime::Duration,
     /// How long a delivered message may stay unacknowledged before redelivery.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub(super) ack_wait: Duration,
+    #[arg(long, default_value_t = ACK_WAIT_DEFAULT.into())]
+    pub(super) ack_wait: humantime::Duration,
     /// OpenTelemetry collector (OTLP/HTTP base URL, e.g. http://127.0.0.1:4318)
     /// to export the engine's spans to.
     #[cfg(feature = "otlp")]
@@ -87,17 +79,17 @@ pub(super) struct ServeArgs {
 impl ServeArgs {
     fn jetstream(&self) -> JetStreamConfig {
         JetStreamConfig {
-            url: self.nats_url.clone(),
-            prefix: Subjects::new(&self.subject_prefix),
+            url: self.nats.nats_url.clone(),
+            prefix: Subjects::new(&self.nats.subject_prefix),
             replicas: self.stream_replicas,
-            duplicate_window: self.duplicate_window,
+            duplicate_window: self.duplicate_window.into(),
             credentials_file: self.nats_creds.clone(),
             nkey_seed: self.nats_nkey.clone(),
             tls_ca: self.nats_tls_ca.clone(),
             tls_cert: self.nats_tls_cert.clone(),
             tls_key: self.nats_tls_key.clone(),
             require_tls: self.nats_require_tls,
-            ack_wait: self.ack_wait,
+            ack_wait: self.ack_wait.into(),
             ..JetStreamConfig::default()
         }
     }
@@ -118,54 +110,11 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(signals(stop_tx));
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let readiness = Arc::new(Readiness::default());
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("failed to listen on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ops API listening");
-
     let store = connect_store(&args.database_url).await?;
-    readiness.migrated.store(true, Ordering::SeqCst);
-    let transport = JetStreamTransport::connect(args.jetstream()).await.context("failed to set up NATS JetStream")?;
-    readiness.streams.store(true, Ordering::SeqCst);
-
-    let config = EngineConfig { ack_wait_ms: i64::try_from(args.ack_wait.as_millis()).unwrap_or(i64::MAX), ..EngineConfig::default() };
-    let engine = Engine::new(store.clone(), transport.clone(), &catalog, config).await.context("failed to start the engine")?;
-    let metrics = engine.metrics();
-    let relay_lag = Arc::new(RelayLag::default());
-    let ops = Ops {
-        engine: engine.handle(),
-        store: store.clone(),
-        definitions: engine.definitions(),
-        readiness: readiness.clone(),
-        metrics: metrics.clone(),
-        relay_lag: relay_lag.clone(),
-        token: args.ops_token.clone(),
-    };
-    let http = tokio::spawn(ops::serve(listener, ops::router(ops), stopped()));
-
-    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let poison = StorePoison::new(store.clone(), metrics.clone());
-    let consumers = {
-        let (transport, stop) = (transport.clone(), stopped());
-        tokio::spawn(async move { transport.run_inbound(tx, poison, stop).await })
-    };
-    readiness.consumers.store(true, Ordering::SeqCst);
-    let clock = Clock::system();
-    let relay =
-        tokio::spawn(relay::run(store.clone(), Events(transport.clone()), RELAY_NAME, relay_lag, move || clock.now_ms(), stopped()));
-
-    let result = engine.run(inbound, stopped()).await;
-    let _ = http.await;
-    let _ = consumers.await;
-    let _ = relay.await;
-    result.context("the engine failed")?;
+    let config = OrchestratorConfig { ops_token: args.ops_token.clone(), ..OrchestratorConfig::jetstream(args.jetstream()) };
+    let orchestrator = Orchestrator::build(&catalog, store, Some(listener), config).await?;
+    orchestrator.run_until(signal()).await?;
     tracing::info!("serve stopped");
     Ok(())
 }
@@ -178,7 +127,7 @@ async fn connect_store(url: &str) -> anyhow::Result<store::AnyStore> {
             Ok(store) => return Ok(store),
             Err(error) if attempt < DATABASE_CONNECT_ATTEMPTS_MAX => {
                 tracing::warn!(%error, attempt, "database not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(DATABASE_CONNECT_PAUSE).await;
                 attempt += 1;
             }
             Err(error) => return Err(error).context("failed to open the event store"),
@@ -186,24 +135,15 @@ async fn connect_store(url: &str) -> anyhow::Result<store::AnyStore> {
     }
 }
 
-async fn signals(stop: watch::Sender<bool>) {
+/// Resolves on the first SIGTERM or SIGINT.
+async fn signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::warn!("cannot listen for signals");
-        return;
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    let _ = stop.send(true);
-}
-
-/// Publishes relayed events to SAGA_EVENTS.
-struct Events(JetStreamTransport);
-
-impl EventSink for Events {
-    async fn publish(&self, event: &CommittedEvent) -> Result<(), TransportError> {
-        self.0.publish_event(&event.saga_type, &event.recorded, event.saga_id).await
     }
 }

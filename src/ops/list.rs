@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::sagas::{load, parse_id, state_json};
+use super::api::{ListQuery, SagaPage, SagaRow, SagaStateBody, StateQuery};
+use super::sagas::{load, parse_id, state_body};
 use super::{ApiError, Ops};
 use crate::saga::{self, Status};
 use crate::store::{EventStore, ListFilter, SagaSummary, PAGE_SIZE_MAX};
@@ -22,19 +22,6 @@ pub const PAGE_SIZE_DEFAULT: u32 = 50;
 
 pub(super) fn routes<S: EventStore + Clone>() -> Router<Arc<Ops<S>>> {
     Router::new().route("/sagas", get(list::<S>)).route("/sagas/{id}/state", get(state::<S>))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    status: Option<String>,
-    saga_type: Option<String>,
-    stuck_for: Option<String>,
-    started_after: Option<String>,
-    started_before: Option<String>,
-    updated_before: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {
@@ -70,52 +57,40 @@ fn filter(query: &ListQuery, now_ms: i64) -> Result<ListFilter, ApiError> {
     Ok(filter)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 async fn list<S: EventStore>(
     State(ops): State<Arc<Ops<S>>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let filter = filter(&query, now_ms())?;
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<SagaPage>, ApiError> {
+    let Query(query) = query?;
+    let filter = filter(&query, ops.clock.now_ms())?;
     let cursor = query.cursor.as_deref().map(parse_id).transpose()?;
     let limit = query.limit.unwrap_or(PAGE_SIZE_DEFAULT);
     if limit == 0 || limit > PAGE_SIZE_MAX {
         return Err(bad(format!("limit must be 1 to {PAGE_SIZE_MAX}")));
     }
     let page = ops.store.list(&filter, cursor, limit).await?;
-    let sagas: Vec<Value> = page.sagas.iter().map(summary_json).collect();
-    Ok(Json(json!({ "sagas": sagas, "next_cursor": page.next_cursor.map(|c| c.to_string()) })))
+    Ok(Json(SagaPage { sagas: page.sagas.iter().map(row).collect(), next_cursor: page.next_cursor }))
 }
 
 /// One row of the list.
-pub(super) fn summary_json(s: &SagaSummary) -> Value {
-    json!({
-        "saga_id": s.saga_id.to_string(),
-        "saga_type": s.saga_type,
-        "version": s.version,
-        "status": s.status,
-        "current_step": s.current_step,
-        "started_at": wire::rfc3339(s.started_at_ms),
-        "updated_at": wire::rfc3339(s.updated_at_ms),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StateQuery {
-    at_seq: Option<u64>,
-    at: Option<String>,
+fn row(s: &SagaSummary) -> SagaRow {
+    SagaRow {
+        saga_id: s.saga_id,
+        saga_type: s.saga_type.clone(),
+        version: s.version,
+        status: s.status,
+        current_step: s.current_step.clone(),
+        started_at: wire::rfc3339(s.started_at_ms),
+        updated_at: wire::rfc3339(s.updated_at_ms),
+    }
 }
 
 async fn state<S: EventStore>(
     State(ops): State<Arc<Ops<S>>>,
     Path(id): Path<String>,
-    query: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
+    query: Result<Query<StateQuery>, QueryRejection>,
+) -> Result<Json<SagaStateBody>, ApiError> {
+    let Query(query) = query?;
     let id = parse_id(&id)?;
     let (def, log) = load(&ops, id).await?;
     let upto: Vec<_> = match (query.at_seq, query.at.as_deref()) {
@@ -128,5 +103,5 @@ async fn state<S: EventStore>(
     };
     let state =
         saga::fold(&def, id, &upto).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no state then", "the saga had not started yet"))?;
-    Ok(Json(state_json(&def, &state)))
+    Ok(Json(state_body(&def, &state)))
 }

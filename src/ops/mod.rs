@@ -3,8 +3,11 @@
 //! The router's order, outermost first: a request body limit, then the
 //! routes; each handler maps its errors to a status code in one place
 //! ([`ApiError`]'s `IntoResponse`). Handlers read the store directly and
-//! send what changes state (start, operator verbs) to the engine.
+//! send what changes state (start, operator verbs) to the engine. Every
+//! body they read or write is a type of [`api`], which the CLI's client
+//! reads back.
 
+pub mod api;
 mod list;
 mod metrics;
 mod operate;
@@ -17,15 +20,16 @@ pub use operate::{constant_time_eq, REASON_BYTES_MAX};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 
+use self::api::{ErrorBody, HealthBody};
 use crate::runtime::relay::RelayLag;
-use crate::runtime::{Definitions, EngineHandle, Metrics};
+use crate::runtime::{Clock, Definitions, EngineHandle, Metrics};
 use crate::store::EventStore;
 
 /// Largest request body accepted.
@@ -73,12 +77,14 @@ pub struct Ops<S> {
     pub relay_lag: Arc<RelayLag>,
     /// The bearer token for operator verbs (`None`: verbs are off).
     pub token: Option<String>,
+    /// Now, for filters relative to it (`stuck_for`).
+    pub clock: Clock,
 }
 
 /// The router of the ops API.
 pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/healthz", get(|| async { Json(HealthBody { status: "ok".to_owned(), waiting_for: Vec::new() }) }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::metrics::<S>))
         .merge(sagas::routes::<S>())
@@ -90,9 +96,10 @@ pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
 }
 
 async fn readyz<S: EventStore>(axum::extract::State(ops): axum::extract::State<Arc<Ops<S>>>) -> Response {
-    match ops.readiness.missing() {
-        missing if missing.is_empty() => Json(json!({ "status": "ready" })).into_response(),
-        missing => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "waiting_for": missing }))).into_response(),
+    let waiting_for: Vec<String> = ops.readiness.missing().into_iter().map(str::to_owned).collect();
+    match waiting_for.is_empty() {
+        true => Json(HealthBody { status: "ready".to_owned(), waiting_for }).into_response(),
+        false => (StatusCode::SERVICE_UNAVAILABLE, Json(HealthBody { status: "not ready".to_owned(), waiting_for })).into_response(),
     }
 }
 
@@ -105,7 +112,7 @@ pub async fn serve(
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
-/// An API error: `{"error": "<what>", "detail": "<why>"}` with its status.
+/// An API error as the server answers it: an [`ErrorBody`] with its status.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -122,7 +129,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.error, "detail": self.detail }))).into_response()
+        (self.status, Json(ErrorBody { error: self.error.to_owned(), detail: self.detail })).into_response()
     }
 }
 
@@ -145,5 +152,17 @@ impl From<crate::runtime::EngineError> for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store error", error.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed body", rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed query", rejection.body_text())
     }
 }

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
 
+use super::api::{SagaStatusBody, VerbBody};
 use super::sagas::parse_id;
 use super::{ApiError, Ops};
 use crate::saga::Input;
@@ -24,21 +22,15 @@ pub(super) fn routes<S: EventStore + Clone>() -> Router<Arc<Ops<S>>> {
     Router::new().route("/sagas/{id}/{verb}", post(operate::<S>))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body {
-    reason: String,
-}
-
 async fn operate<S: EventStore>(
     State(ops): State<Arc<Ops<S>>>,
     Path((id, verb)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Json<Body>, JsonRejection>,
-) -> Result<Response, ApiError> {
+    body: Result<Json<VerbBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<SagaStatusBody>), ApiError> {
     authorize(ops.token.as_deref(), &headers)?;
     let id = parse_id(&id)?;
-    let Json(Body { reason }) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed body", e.body_text()))?;
+    let Json(VerbBody { reason }) = body?;
     if reason.trim().is_empty() || reason.len() > REASON_BYTES_MAX {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -54,7 +46,7 @@ async fn operate<S: EventStore>(
     };
     tracing::info!(saga_id = %id, %verb, "operator verb");
     let status = ops.engine.operate(id, input).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "saga_id": id.to_string(), "status": status }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(SagaStatusBody { saga_id: id, status })))
 }
 
 /// `Authorization: Bearer <token>`; without a configured token the verbs are off.

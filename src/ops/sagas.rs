@@ -5,12 +5,10 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
+use super::api::{EventEntry, SagaDetail, SagaStateBody, SagaStatusBody, StartSagaBody, StepBody, StepStatus};
 use super::{ApiError, Ops};
 use crate::definition::SagaDefinition;
 use crate::saga::{self, Outcome, Phase, Recorded, SagaId, SagaState, Status};
@@ -21,25 +19,15 @@ pub(super) fn routes<S: EventStore + Clone>() -> Router<Arc<Ops<S>>> {
     Router::new().route("/sagas", post(start::<S>)).route("/sagas/{id}", get(detail::<S>))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartRequest {
-    saga_type: String,
-    #[serde(default)]
-    saga_id: Option<String>,
-    #[serde(default)]
-    input: Value,
-}
-
 async fn start<S: EventStore>(
     State(ops): State<Arc<Ops<S>>>,
-    body: Result<Json<StartRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed body", e.body_text()))?;
+    body: Result<Json<StartSagaBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<SagaStatusBody>), ApiError> {
+    let Json(request) = body?;
     let saga_id = request.saga_id.as_deref().map(parse_id).transpose()?;
     let started = ops.engine.start(&request.saga_type, saga_id, request.input).await?;
     let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "saga_id": started.saga_id.to_string(), "status": started.status }))).into_response())
+    Ok((status, Json(SagaStatusBody { saga_id: started.saga_id, status: started.status })))
 }
 
 pub(super) fn parse_id(text: &str) -> Result<SagaId, ApiError> {
@@ -56,71 +44,55 @@ pub(super) async fn load<S: EventStore>(ops: &Ops<S>, id: SagaId) -> Result<(Arc
     Ok((def, log))
 }
 
-async fn detail<S: EventStore>(State(ops): State<Arc<Ops<S>>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn detail<S: EventStore>(State(ops): State<Arc<Ops<S>>>, Path(id): Path<String>) -> Result<Json<SagaDetail>, ApiError> {
     let id = parse_id(&id)?;
     let (def, log) = load(&ops, id).await?;
     let state = saga::fold(&def, id, &log)
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt log", "the log does not fold"))?;
-    let mut body = state_json(&def, &state);
-    body["events"] = log.iter().map(event_json).collect();
-    Ok(Json(body))
-}
-
-/// One event as the API shows it: `{"seq", "type", "at", "data"}`.
-pub(super) fn event_json(recorded: &Recorded) -> Value {
-    let (event_type, data) = saga::encode(&recorded.event);
-    json!({ "seq": recorded.seq, "type": event_type, "at": wire::rfc3339(recorded.at_ms), "data": data })
+    Ok(Json(SagaDetail { state: state_body(&def, &state), events: log.iter().map(EventEntry::of).collect() }))
 }
 
 /// A saga's state as the API shows it.
-pub(super) fn state_json(def: &SagaDefinition, state: &SagaState) -> Value {
-    let steps: Vec<Value> = def.steps.iter().enumerate().map(|(i, step)| step_json(state, i, step.name.as_str())).collect();
-    json!({
-        "saga_id": state.id.to_string(),
-        "saga_type": state.saga_type,
-        "version": state.version,
-        "status": state.status,
-        "reason": state.reason,
-        "current_step": state.current_step(def),
-        "seq": state.seq,
-        "started_at": wire::rfc3339(state.started_at_ms),
-        "updated_at": wire::rfc3339(state.updated_at_ms),
-        "input": state.input,
-        "steps": steps,
-    })
+pub(super) fn state_body(def: &SagaDefinition, state: &SagaState) -> SagaStateBody {
+    SagaStateBody {
+        saga_id: state.id,
+        saga_type: state.saga_type.clone(),
+        version: state.version,
+        status: state.status,
+        reason: state.reason.clone(),
+        current_step: state.current_step(def).map(str::to_owned),
+        seq: state.seq,
+        started_at: wire::rfc3339(state.started_at_ms),
+        updated_at: wire::rfc3339(state.updated_at_ms),
+        input: state.input.clone(),
+        steps: def.steps.iter().enumerate().map(|(i, step)| step_body(state, i, step.name.as_str())).collect(),
+    }
 }
 
-fn step_json(state: &SagaState, index: usize, name: &str) -> Value {
+fn step_body(state: &SagaState, index: usize, name: &str) -> StepBody {
     let step = &state.steps[index];
-    let mut out = json!({
-        "name": name,
-        "status": step_status(state, index),
-        "attempts": step.action.last_attempt,
-        "compensation_attempts": step.compensation.last_attempt,
-    });
-    if let Some(output) = &step.action.output {
-        out["output"] = output.clone();
+    StepBody {
+        name: name.to_owned(),
+        status: step_status(state, index),
+        attempts: step.action.last_attempt,
+        compensation_attempts: step.compensation.last_attempt,
+        output: step.action.output.clone(),
+        error: step.compensation.error.as_ref().or(step.action.error.as_ref()).cloned(),
     }
-    if let Some(error) = step.compensation.error.as_ref().or(step.action.error.as_ref()) {
-        out["error"] = json!(error);
-    }
-    out
 }
 
-/// `pending`, `running`, `succeeded`, `failed`, `unknown`, `compensating`,
-/// `compensated`, `stuck`.
-fn step_status(state: &SagaState, index: usize) -> &'static str {
+fn step_status(state: &SagaState, index: usize) -> StepStatus {
     let step = &state.steps[index];
     if state.status == Status::Stuck && matches!(state.phase, Phase::Stuck { step, .. } if step == index) {
-        return "stuck";
+        return StepStatus::Stuck;
     }
     match (step.action.outcome, step.compensation.outcome) {
-        (_, Outcome::Succeeded) => "compensated",
-        (_, Outcome::Pending | Outcome::Unknown) => "compensating",
-        (Outcome::NotSent, _) => "pending",
-        (Outcome::Pending, _) => "running",
-        (Outcome::Succeeded, _) => "succeeded",
-        (Outcome::Failed, _) => "failed",
-        (Outcome::Unknown, _) => "unknown",
+        (_, Outcome::Succeeded) => StepStatus::Compensated,
+        (_, Outcome::Pending | Outcome::Unknown) => StepStatus::Compensating,
+        (Outcome::NotSent, _) => StepStatus::Pending,
+        (Outcome::Pending, _) => StepStatus::Running,
+        (Outcome::Succeeded, _) => StepStatus::Succeeded,
+        (Outcome::Failed, _) => StepStatus::Failed,
+        (Outcome::Unknown, _) => StepStatus::Unknown,
     }
 }

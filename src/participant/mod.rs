@@ -41,7 +41,7 @@ pub mod simulated;
 
 pub use idempotency::{Idempotency, IdempotencyLayer, IdempotencyStore, MemoryIdempotencyStore, IDEMPOTENCY_ENTRIES_MAX};
 pub use serve::{serve, serve_commands, CONCURRENCY_MAX};
-pub use simulated::{spawn_simulated, EffectLedger, SimulationConfig, DECLINED_CARD, SIMULATED_PARTICIPANTS};
+pub use simulated::{spawn_simulated, EffectLedger, SimulationConfig, DECLINED_CARD, SIMULATED_LATENCY_DEFAULT, SIMULATED_PARTICIPANTS};
 
 pub use tower::BoxError;
 

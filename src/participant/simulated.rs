@@ -51,9 +51,12 @@ pub struct SimulationConfig {
     pub fault_attempts_max: u32,
 }
 
+/// How long a simulated participant typically takes to answer, by default.
+pub const SIMULATED_LATENCY_DEFAULT: Duration = Duration::from_millis(20);
+
 impl Default for SimulationConfig {
     fn default() -> Self {
-        Self { failure_rate: 0.0, silence_rate: 0.0, latency: Duration::from_millis(20), seed: 0, fault_attempts_max: 1 }
+        Self { failure_rate: 0.0, silence_rate: 0.0, latency: SIMULATED_LATENCY_DEFAULT, seed: 0, fault_attempts_max: 1 }
     }
 }
 

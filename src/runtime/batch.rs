@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 
 use super::{Engine, EngineError, Request, Started, CONFLICT_RETRIES_MAX, STORE_RETRY_MS};
 use crate::definition::SagaDefinition;
-use crate::saga::{self, Command, Context, Effect, Input, Recorded, Rejection, SagaId, SagaState, Status};
+use crate::saga::{self, Context, Effect, Input, Recorded, Rejection, SagaId, SagaState, Status};
 use crate::store::{Append, AppendOutcome, EventStore, SagaSummary};
 use crate::transport::{Delivery, Inbound, Transport};
 
@@ -20,8 +20,8 @@ pub(super) enum Work {
     Delivery(Delivery),
     /// A request from the API.
     Request(Request),
-    /// A saga's deadline is due.
-    Timer(SagaId),
+    /// A saga's deadline is due (claimed in the store).
+    Deadline(SagaId),
 }
 
 /// What a work item's caller is told once its events are committed.
@@ -33,17 +33,19 @@ enum Answer {
     Started { created: bool },
 }
 
-/// A saga touched in this round: its events so far, and who waits.
+/// A saga touched in this round: the seq the store must still hold, the
+/// state after every input handled so far, their events and effects, and
+/// who waits for the commit.
 struct Touched {
     def: Arc<SagaDefinition>,
-    base_seq: u64,
+    expected_seq: u64,
     state: SagaState,
     events: Vec<Recorded>,
-    sends: Vec<Command>,
+    effects: Vec<Effect>,
     items: Vec<(Work, Answer)>,
 }
 
-impl<S: EventStore, T: Transport> Engine<S, T> {
+impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     /// Processes `work`, deciding again what conflicted, a bounded number of times.
     pub(super) async fn process(&mut self, mut work: Vec<Work>) {
         for _ in 0..CONFLICT_RETRIES_MAX {
@@ -58,7 +60,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         }
     }
 
-    /// One decide → append → effects round; returns the items to decide again.
+    /// One handle → append → effects round; returns the items to decide again.
     async fn round(&mut self, work: Vec<Work>) -> Vec<Work> {
         let now_ms = self.clock.now_ms();
         let mut touched: HashMap<SagaId, Touched> = HashMap::new();
@@ -66,16 +68,21 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         for item in work {
             let item = with_id(item);
             let span = span_of(&item);
-            self.decide_item(item, now_ms, &mut touched, &mut order).instrument(span).await;
+            self.handle_item(item, now_ms, &mut touched, &mut order).instrument(span).await;
         }
         let appends: Vec<Append> = order
             .iter()
             .filter_map(|id| touched.get(id))
-            .map(|t| Append { saga_id: t.state.id, expected_seq: t.base_seq, events: t.events.clone(), summary: summary(&t.def, &t.state) })
+            .map(|t| Append {
+                saga_id: t.state.id,
+                expected_seq: t.expected_seq,
+                events: t.events.clone(),
+                summary: summary(&t.def, &t.state),
+            })
             .collect();
         let mut retry = Vec::new();
         self.metrics.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let append_started = std::time::Instant::now();
+        let append_started = self.clock.instant();
         let appended = self.store.append(&appends).await;
         self.metrics.observe_append(append_started.elapsed());
         match appended {
@@ -87,7 +94,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                         AppendOutcome::Committed => done.push(t),
                         AppendOutcome::Conflict { actual_seq } => {
                             tracing::debug!(saga_id = %append.saga_id, expected = append.expected_seq, actual_seq, "append conflict; deciding again");
-                            self.cache.remove(&append.saga_id);
+                            self.cache.remove(append.saga_id);
                             retry.extend(t.items.into_iter().map(|(item, _)| item));
                         }
                     }
@@ -97,9 +104,9 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             Err(error) => {
                 tracing::error!(%error, sagas = appends.len(), "append failed; nothing of this batch committed");
                 for (id, t) in touched {
-                    self.cache.remove(&id);
+                    self.cache.remove(id);
                     for (item, _) in t.items {
-                        self.fail(item, EngineError::Store(crate::store::StoreError::Database(error.to_string())));
+                        self.fail(item, EngineError::Store(error.clone()));
                     }
                 }
             }
@@ -107,12 +114,14 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         retry
     }
 
-    async fn decide_item(&mut self, item: Work, now_ms: i64, touched: &mut HashMap<SagaId, Touched>, order: &mut Vec<SagaId>) {
+    /// Loads the item's saga (from this round, the cache or the store) and
+    /// runs the shared decide-and-apply step on it.
+    async fn handle_item(&mut self, item: Work, now_ms: i64, touched: &mut HashMap<SagaId, Touched>, order: &mut Vec<SagaId>) {
         let (saga_id, input, saga_type) = input_of(&item);
         if matches!(item, Work::Request(Request::Operate { .. })) && !touched.contains_key(&saga_id) {
             // An operator acts on what the store says now, not on a cache
             // another engine may have outdated (a refusal is not retried).
-            self.cache.remove(&saga_id);
+            self.cache.remove(saga_id);
         }
         let current = match touched.get(&saga_id) {
             Some(t) => Some((t.def.clone(), t.state.clone())),
@@ -134,54 +143,41 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             tracing::debug!(participant = %reply.participant, status = ?reply.status, "reply received");
         }
         let ctx = Context { now_ms, jitter: self.rng.unit() };
-        let (events, answer) = match saga::decide(&def, saga_id, state.as_ref(), &input, &ctx) {
-            Ok(events) => (events, Answer::Started { created: true }),
-            Err(Rejection::AlreadyStarted) => (Vec::new(), Answer::Started { created: false }),
-            Err(rejection) => match (saga::ignored(&input, &rejection), state.is_some()) {
-                (Some(event), true) => {
-                    tracing::info!(%saga_id, input = %input, reason = %rejection, "input ignored");
-                    self.metrics.ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    (vec![event], Answer::Done)
-                }
-                _ => return self.refuse(item, saga_id, rejection),
-            },
+        let handled = saga::handle(saga::decide, &def, saga_id, state, &input, &ctx);
+        let answer = match (&input, &handled.rejection) {
+            (Input::Start { .. }, None) => Answer::Started { created: true },
+            (Input::Start { .. }, Some(_)) => Answer::Started { created: false },
+            _ => Answer::Done,
         };
-        let answer = if matches!(input, Input::Start { .. }) { answer } else { Answer::Done };
-        if let (true, false, Some(state)) = (events.is_empty(), touched.contains_key(&saga_id), &state) {
+        match (&handled.rejection, handled.events.is_empty()) {
+            (Some(Rejection::AlreadyStarted) | None, _) => {}
+            (Some(rejection), true) => return self.refuse(item, saga_id, rejection.clone()),
+            (Some(rejection), false) => {
+                tracing::info!(%saga_id, input = %input, reason = %rejection, "input ignored");
+                self.metrics.ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let expected_seq = handled.expected_seq();
+        let Some(state) = handled.state else { return };
+        if handled.events.is_empty() && !touched.contains_key(&saga_id) {
             return answer_item(item, answer, saga_id, state.status);
         }
-        let Some(state) = state.or_else(|| first_state(&def, saga_id, &events, now_ms)) else { return };
         let entry = touched.entry(saga_id).or_insert_with(|| {
             order.push(saga_id);
-            Touched {
-                def: def.clone(),
-                base_seq: state.seq.min(base_of(&events, &state)),
-                state: state.clone(),
-                events: Vec::new(),
-                sends: Vec::new(),
-                items: Vec::new(),
-            }
+            Touched { def, expected_seq, state: state.clone(), events: Vec::new(), effects: Vec::new(), items: Vec::new() }
         });
-        let skip = usize::from(entry.events.is_empty() && entry.base_seq == 0 && !events.is_empty());
-        entry.apply(&events, skip, now_ms);
+        entry.state = state;
+        entry.events.extend(handled.events);
+        entry.effects.extend(handled.effects);
         entry.items.push((item, answer));
     }
 
-    /// After the commit: cache, publish, arm, answer, in that order.
-    /// After the commit, in this order: publish every command of the batch
-    /// (concurrently: their events are durable, and a lost one becomes a
-    /// timeout and a retry), then per saga update the cache, arm or disarm
-    /// its timer and answer its callers.
+    /// After the commit, in this order: carry out every saga's effects
+    /// (publish the batch's commands, set or clear deadlines), then per
+    /// saga count what happened, update the cache and answer its callers.
     async fn after_commit(&mut self, done: Vec<Touched>) {
-        let commands: Vec<&Command> = done.iter().flat_map(|t| t.sends.iter()).collect();
-        let transport = &self.transport;
-        let results = futures_util::future::join_all(commands.iter().map(|c| transport.send(c))).await;
-        for (command, result) in commands.iter().zip(results) {
-            self.metrics.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(error) = result {
-                tracing::warn!(saga_id = %command.saga_id, step = %command.step, kind = %command.kind, attempt = command.attempt, %error, "command not published");
-            }
-        }
+        let effects = done.iter().flat_map(|t| t.effects.iter().map(|e| (t.state.id, e.clone()))).collect();
+        self.carry_out(effects).await;
         for t in done {
             let span =
                 tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));
@@ -191,19 +187,15 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         }
     }
 
-    /// One saga's bookkeeping after its events are committed and its commands published.
+    /// One saga's bookkeeping after its events are committed and its effects carried out.
     fn committed(&mut self, t: Touched) {
         let id = t.state.id;
-        self.metrics.observe_commit(&t.state.saga_type, &t.events, &mut self.sent, id);
+        self.metrics.observe_commit(&t.def, &t.state, &t.events);
         let status = t.state.status;
         if status.is_terminal() {
-            self.cache.remove(&id);
+            self.cache.remove(id);
         } else {
-            self.cache.insert(id, (t.def.clone(), t.state.clone()));
-        }
-        match t.state.phase.deadline_ms() {
-            Some(at_ms) => self.timers.arm(id, at_ms),
-            None => self.timers.disarm(id),
+            self.cache.insert(id, (t.def.clone(), t.state));
         }
         for (item, answer) in t.items {
             answer_item(item, answer, id, status);
@@ -218,7 +210,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                 tracing::info!(%saga_id, reason = %rejection, "inbound message ignored");
                 d.ack.ack();
             }
-            Work::Timer(_) => {
+            Work::Deadline(_) => {
                 if rejection == Rejection::NothingDue {
                     self.metrics.deadlines_stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -230,7 +222,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     /// is kept as poison (there is no saga log to record it in).
     async fn unknown_saga(&mut self, item: Work, saga_id: SagaId) {
         match item {
-            Work::Delivery(d) => self.poison(d, format!("no saga {saga_id}")).await,
+            Work::Delivery(d) => self.keep_as_poison(d, format!("no saga {saga_id}")).await,
             other => self.fail(other, EngineError::UnknownSaga(saga_id)),
         }
     }
@@ -239,14 +231,15 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     /// error for a request.
     async fn unknown_type(&mut self, item: Work, saga_type: String) {
         match item {
-            Work::Delivery(d) => self.poison(d, format!("unknown saga type {saga_type:?}")).await,
+            Work::Delivery(d) => self.keep_as_poison(d, format!("unknown saga type {saga_type:?}")).await,
             other => self.fail(other, EngineError::UnknownSagaType(saga_type)),
         }
     }
 
-    /// Keeps a message the engine cannot use for operators, counts it and
-    /// acknowledges it so it never blocks the consumer.
-    async fn poison(&mut self, delivery: Delivery, reason: String) {
+    /// Keeps a message the engine cannot use for operators, the way the
+    /// transport keeps what it cannot parse, and acknowledges it so it
+    /// never blocks the consumer.
+    async fn keep_as_poison(&mut self, delivery: Delivery, reason: String) {
         let (subject, payload) = match &delivery.message {
             Inbound::Start { saga_type, saga_id, input } => {
                 (format!("start.{saga_type}"), serde_json::json!({ "saga_id": saga_id.map(|id| id.to_string()), "input": input }))
@@ -256,13 +249,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                 serde_json::json!({ "saga_id": saga_id.to_string(), "step": reply.step, "kind": reply.kind, "attempt": reply.attempt }),
             ),
         };
-        tracing::warn!(%subject, %reason, "poison message");
-        self.metrics.poison.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let record =
-            crate::store::PoisonRecord { subject, reason, payload: payload.to_string().into_bytes(), received_at_ms: self.clock.now_ms() };
-        if let Err(error) = self.store.record_poison(&record).await {
-            tracing::warn!(%error, "poison message not kept");
-        }
+        self.poison.keep(&subject, &reason, payload.to_string().as_bytes()).await;
         delivery.ack.ack();
     }
 
@@ -277,44 +264,11 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
                 let _ = respond.send(Err(error));
             }
             Work::Delivery(d) => tracing::warn!(%error, message = ?d.message, "inbound message not processed"),
-            Work::Timer(id) => {
+            Work::Deadline(id) => {
                 tracing::warn!(%error, saga_id = %id, "deadline not processed; trying again");
-                self.timers.arm(id, self.clock.now_ms() + STORE_RETRY_MS);
+                self.deadlines.set(id, self.clock.now_ms() + STORE_RETRY_MS);
             }
         }
-    }
-}
-
-impl Touched {
-    /// Folds `events` (decided at `now_ms`) into the state, keeping the commands to send.
-    fn apply(&mut self, events: &[saga::SagaEvent], skip: usize, now_ms: i64) {
-        let first_seq = self.base_seq + self.events.len() as u64 + 1;
-        for (i, (seq, event)) in (first_seq..).zip(events).enumerate() {
-            let recorded = Recorded { seq, at_ms: now_ms, event: event.clone() };
-            if i >= skip {
-                saga::evolve(&mut self.state, &self.def, &recorded);
-            }
-            self.events.push(recorded);
-        }
-        for effect in saga::effects(&self.def, &self.state, events) {
-            if let Effect::Send(command) = effect {
-                self.sends.push(command);
-            }
-        }
-    }
-}
-
-/// The state right after a new saga's first event (`saga_started`).
-fn first_state(def: &SagaDefinition, saga_id: SagaId, events: &[saga::SagaEvent], now_ms: i64) -> Option<SagaState> {
-    let first = Recorded { seq: 1, at_ms: now_ms, event: events.first()?.clone() };
-    saga::begin(def, saga_id, &first)
-}
-
-/// The seq the store must still have: 0 for a saga these events start.
-fn base_of(events: &[saga::SagaEvent], state: &SagaState) -> u64 {
-    match events.first() {
-        Some(saga::SagaEvent::SagaStarted { .. }) => 0,
-        _ => state.seq,
     }
 }
 
@@ -344,7 +298,7 @@ fn input_of(item: &Work) -> (SagaId, Input, Option<String>) {
         }
         Work::Delivery(Delivery { message: Inbound::Reply { saga_id, reply }, .. }) => (*saga_id, Input::Reply(reply.clone()), None),
         Work::Request(Request::Operate { saga_id, input, .. }) => (*saga_id, input.clone(), None),
-        Work::Timer(id) => (*id, Input::DeadlinePassed, None),
+        Work::Deadline(id) => (*id, Input::DeadlinePassed, None),
     }
 }
 
@@ -424,7 +378,7 @@ fn answer_item(item: Work, answer: Answer, saga_id: SagaId, status: Status) {
         (Work::Request(Request::Operate { respond, .. }), _) => {
             let _ = respond.send(Ok(status));
         }
-        (Work::Timer(_), _) => {}
+        (Work::Deadline(_), _) => {}
     }
 }
 

@@ -1,5 +1,8 @@
 //! Wall-clock milliseconds that follow tokio's clock, so tests can pause
 //! and advance time while the engine's deadlines still line up.
+//!
+//! The one place that reads the system clock: everything else is handed a
+//! [`Clock`] (the engine, the relay, poison, the ops API).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +26,11 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.base.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.base_ms.saturating_add(elapsed)
+    }
+
+    /// Now, as a tokio instant: for measuring how long something took.
+    pub fn instant(&self) -> Instant {
+        Instant::now()
     }
 
     /// The tokio instant at which the clock reads `at_ms`.

@@ -16,11 +16,16 @@ pub struct Definitions {
 }
 
 impl Definitions {
-    /// Records every definition of `catalog` in `store` (refusing changed
-    /// content under a recorded version) and serves them.
-    pub async fn record<S: EventStore>(catalog: &Catalog, store: &S) -> Result<Self, EngineError> {
-        let mut current = HashMap::new();
-        for def in catalog.iter() {
+    /// Serves the definitions of `catalog` as the current versions.
+    pub fn new(catalog: &Catalog) -> Self {
+        let current = catalog.iter().map(|def| (def.name.to_string(), Arc::new(def.clone()))).collect();
+        Self { current, older: Mutex::default() }
+    }
+
+    /// Records every current definition in `store`, refusing changed
+    /// content under a recorded version ([`crate::store::StoreError::DefinitionChanged`]).
+    pub async fn record_in<S: EventStore>(&self, store: &S) -> Result<(), EngineError> {
+        for def in self.current.values() {
             let record = DefinitionRecord {
                 name: def.name.to_string(),
                 version: def.version,
@@ -28,9 +33,8 @@ impl Definitions {
                 source: def.source.clone(),
             };
             store.record_definition(&record).await?;
-            current.insert(def.name.to_string(), Arc::new(def.clone()));
         }
-        Ok(Self { current, older: Mutex::default() })
+        Ok(())
     }
 
     /// The current version of `saga_type`, for new sagas.

@@ -5,15 +5,16 @@
 //! reader). Labels come from definitions only (saga type, step name, kind,
 //! status), never from saga ids, so the number of series stays bounded.
 //! The engine feeds [`Metrics::observe_commit`] with every committed saga's
-//! new events; the ops API renders the lot as Prometheus text.
+//! new events and the state after them; the ops API renders the lot as
+//! Prometheus text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::definition::Kind;
-use crate::saga::{Recorded, SagaEvent, SagaId};
+use crate::definition::{Kind, SagaDefinition};
+use crate::saga::{Recorded, SagaEvent, SagaState};
 
 /// Bucket upper bounds (seconds) of step durations: a participant's work
 /// plus two broker hops, from milliseconds up to a long timeout.
@@ -122,10 +123,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts what one committed append of `saga_id` (of `saga_type`)
-    /// says happened; `sent` knows when its awaited (step, kind) was first
-    /// sent, which a concluding event turns into a step duration.
-    pub fn observe_commit(&self, saga_type: &str, events: &[Recorded], sent: &mut SentAt, saga_id: SagaId) {
+    /// Counts what one committed append says happened: `events` were just
+    /// committed and folded into `state` (the saga's state after them), whose
+    /// tracks know when each (step, kind) was first sent, which a concluding
+    /// event turns into a step duration.
+    pub fn observe_commit(&self, def: &SagaDefinition, state: &SagaState, events: &[Recorded]) {
+        let saga_type = state.saga_type.as_str();
         let mut families = self.families.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for recorded in events {
             let key = |step: &dyn std::fmt::Display, kind: Kind| (saga_type.to_owned(), step.to_string(), kind.as_str());
@@ -134,13 +137,12 @@ impl Metrics {
                 SagaEvent::SagaCompleted {} | SagaEvent::SagaCompensated {} | SagaEvent::SagaAborted { .. } => {
                     let status = terminal_status(&recorded.event);
                     *families.finished.entry((saga_type.to_owned(), status)).or_default() += 1;
-                    sent.forget(saga_id);
                 }
                 SagaEvent::RetryScheduled { step, kind, .. } => *families.retries.entry(key(step, *kind)).or_default() += 1,
                 SagaEvent::AttemptTimedOut { step, kind, .. } => *families.timeouts.entry(key(step, *kind)).or_default() += 1,
-                SagaEvent::CommandSent { step, kind, .. } => sent.sent(saga_id, step.as_str(), *kind, recorded.at_ms),
                 SagaEvent::StepSucceeded { step, kind, .. } | SagaEvent::StepFailed { step, kind, .. } => {
-                    if let Some(first_ms) = sent.concluded(saga_id, step.as_str(), *kind) {
+                    let first_sent = def.step_index(step.as_str()).and_then(|i| state.steps.get(i)?.track(*kind).first_sent_ms);
+                    if let Some(first_ms) = first_sent {
                         let seconds = (recorded.at_ms - first_ms).max(0) as f64 / 1000.0;
                         families
                             .step_seconds
@@ -179,56 +181,6 @@ fn terminal_status(event: &SagaEvent) -> &'static str {
     }
 }
 
-/// When each saga's awaited (step, kind) was first sent: at most one entry
-/// per saga with work in flight, dropped when the step concludes or the
-/// saga ends. Filled from commits, and from the log when a saga is loaded,
-/// so a duration survives a restart or a saga moved between engines.
-#[derive(Debug, Default)]
-pub struct SentAt(HashMap<SagaId, (String, Kind, i64)>);
-
-impl SentAt {
-    /// A `command_sent` of (step, kind) at `at_ms`: the first one counts.
-    pub fn sent(&mut self, saga_id: SagaId, step: &str, kind: Kind, at_ms: i64) {
-        match self.0.get(&saga_id) {
-            Some((s, k, _)) if s == step && *k == kind => {}
-            _ => {
-                self.0.insert(saga_id, (step.to_owned(), kind, at_ms));
-            }
-        }
-    }
-
-    /// (step, kind) concluded: when it was first sent, if known.
-    pub fn concluded(&mut self, saga_id: SagaId, step: &str, kind: Kind) -> Option<i64> {
-        match self.0.get(&saga_id) {
-            Some((s, k, at_ms)) if s == step && *k == kind => {
-                let at_ms = *at_ms;
-                self.0.remove(&saga_id);
-                Some(at_ms)
-            }
-            _ => None,
-        }
-    }
-
-    /// The saga ended (or left this engine's cache).
-    pub fn forget(&mut self, saga_id: SagaId) {
-        self.0.remove(&saga_id);
-    }
-
-    /// Rebuilds the saga's entry from its whole log (on load).
-    pub fn replay(&mut self, saga_id: SagaId, events: &[Recorded]) {
-        self.forget(saga_id);
-        for recorded in events {
-            match &recorded.event {
-                SagaEvent::CommandSent { step, kind, .. } => self.sent(saga_id, step.as_str(), *kind, recorded.at_ms),
-                SagaEvent::StepSucceeded { step, kind, .. } | SagaEvent::StepFailed { step, kind, .. } => {
-                    self.concluded(saga_id, step.as_str(), *kind);
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,16 +194,5 @@ mod tests {
         assert_eq!(h.cumulative(), vec![(0.1, 2), (1.0, 3), (f64::INFINITY, 4)]);
         assert_eq!(h.count(), 4);
         assert!((h.sum() - 3.65).abs() < 1e-9);
-    }
-
-    #[test]
-    fn the_first_send_of_a_step_counts_until_it_concludes() {
-        let id = SagaId::from_uuid(uuid::Uuid::nil());
-        let mut sent = SentAt::default();
-        sent.sent(id, "flight", Kind::Action, 100);
-        sent.sent(id, "flight", Kind::Action, 900);
-        assert_eq!(sent.concluded(id, "flight", Kind::Compensation), None);
-        assert_eq!(sent.concluded(id, "flight", Kind::Action), Some(100));
-        assert_eq!(sent.concluded(id, "flight", Kind::Action), None);
     }
 }

@@ -15,29 +15,33 @@
 //! idempotency key, and its deadline re-armed.
 
 mod batch;
+mod cache;
 mod clock;
+mod deadlines;
 mod definitions;
 pub mod metrics;
 pub mod poison;
+mod recovery;
 pub mod relay;
-mod timers;
 
+pub use cache::{Cached, SagaCache, SAGA_CACHE_MAX};
 pub use clock::Clock;
+pub use deadlines::{Deadlines, LOCAL_DEADLINES_MAX};
 pub use definitions::Definitions;
 pub use metrics::Metrics;
-pub use timers::Timers;
+pub use poison::StorePoison;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::definition::{Catalog, SagaDefinition};
-use crate::saga::{self, Input, Recovery, Rejection, SagaId, SagaState, Status};
+use crate::saga::{self, Input, Rejection, SagaId, Status};
 use crate::sim::Rng;
-use crate::store::{EventStore, ListFilter, StoreError, PAGE_SIZE_MAX};
+use crate::store::{EventStore, StoreError};
+use crate::transport::jetstream::ACK_WAIT_DEFAULT;
 use crate::transport::{Delivery, Transport};
 
 /// Most inbound messages waiting for the engine.
@@ -63,12 +67,12 @@ pub struct EngineConfig {
     pub batch_max: usize,
     /// The reply consumer's ack wait: how long a reply held by a crashed
     /// process may take to come back (recovery waits for it).
-    pub ack_wait_ms: i64,
+    pub ack_wait: Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { batch_max: BATCH_MAX, ack_wait_ms: 30_000 }
+        Self { batch_max: BATCH_MAX, ack_wait: ACK_WAIT_DEFAULT }
     }
 }
 
@@ -165,36 +169,36 @@ pub struct Engine<S, T> {
     config: EngineConfig,
     clock: Clock,
     rng: Rng,
-    cache: HashMap<SagaId, (Arc<SagaDefinition>, SagaState)>,
-    timers: Timers,
+    cache: SagaCache,
+    deadlines: Deadlines,
     requests: mpsc::Receiver<Request>,
     handle: EngineHandle,
     metrics: Arc<Metrics>,
-    sent: metrics::SentAt,
+    poison: StorePoison<S>,
 }
 
-impl<S: EventStore, T: Transport> Engine<S, T> {
-    /// An engine serving `catalog`; records its definitions in `store`
-    /// (refusing changed content under a recorded version).
-    pub async fn new(store: S, transport: T, catalog: &Catalog, config: EngineConfig) -> Result<Self, EngineError> {
-        let definitions = Arc::new(Definitions::record(catalog, &store).await?);
+impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
+    /// An engine serving `definitions` (already recorded in `store`, see
+    /// [`Definitions::record_in`]), reading time from `clock`.
+    pub fn new(store: S, transport: T, definitions: Arc<Definitions>, config: EngineConfig, clock: Clock) -> Self {
         let (tx, requests) = mpsc::channel(REQUEST_QUEUE_MAX);
-        let clock = Clock::system();
         let seed = u64::try_from(clock.now_ms()).unwrap_or(0) ^ u64::from(std::process::id()).rotate_left(32);
-        Ok(Self {
+        let metrics = Arc::new(Metrics::default());
+        let poison = StorePoison::new(store.clone(), metrics.clone(), clock);
+        Self {
             store,
             transport,
             definitions,
             config,
             clock,
             rng: Rng::new(seed),
-            cache: HashMap::new(),
-            timers: Timers::default(),
+            cache: SagaCache::default(),
+            deadlines: Deadlines::default(),
             requests,
             handle: EngineHandle { requests: tx },
-            metrics: Arc::default(),
-            sent: metrics::SentAt::default(),
-        })
+            metrics,
+            poison,
+        }
     }
 
     /// A handle for starting sagas and operator verbs.
@@ -202,14 +206,15 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         self.handle.clone()
     }
 
-    /// The definitions the engine serves, by version (shared with the ops API).
-    pub fn definitions(&self) -> Arc<Definitions> {
-        self.definitions.clone()
-    }
-
     /// The engine's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// Where the engine keeps poison; also the transport's poison sink, so
+    /// every poison message takes one path.
+    pub fn poison(&self) -> StorePoison<S> {
+        self.poison.clone()
     }
 
     /// Recovers, then runs until `shutdown` resolves or `inbound` closes.
@@ -223,7 +228,7 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         tokio::pin!(shutdown);
         let mut next_claim_ms = self.clock.now_ms();
         loop {
-            let wake_ms = self.timers.next_ms().map_or(next_claim_ms, |at| at.min(next_claim_ms));
+            let wake_ms = self.deadlines.next_ms().map_or(next_claim_ms, |at| at.min(next_claim_ms));
             let wake = self.clock.instant_at(wake_ms);
             let first = tokio::select! {
                 biased;
@@ -237,9 +242,9 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
             };
             let mut work = self.gather(first, &mut inbound);
             let now_ms = self.clock.now_ms();
-            if now_ms >= next_claim_ms || self.timers.next_ms().is_some_and(|at| at <= now_ms) {
+            if now_ms >= next_claim_ms || self.deadlines.next_ms().is_some_and(|at| at <= now_ms) {
                 let claimed = self.claim_due(now_ms, work.len()).await;
-                work.extend(claimed.iter().copied().map(batch::Work::Timer));
+                work.extend(claimed.iter().copied().map(batch::Work::Deadline));
                 let full = claimed.len() >= self.config.batch_max.saturating_sub(1);
                 next_claim_ms = if full { now_ms } else { now_ms + CLAIM_POLL_MS };
             }
@@ -271,9 +276,9 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
     }
 
     /// Deadlines due, claimed in the store so that exactly one engine
-    /// fires each. Local timers only say when to ask.
+    /// fires each. Local deadlines only say when to ask.
     async fn claim_due(&mut self, now_ms: i64, taken: usize) -> Vec<SagaId> {
-        self.timers.pop_due(now_ms, usize::MAX);
+        self.deadlines.pop_due(now_ms, usize::MAX);
         let room = u32::try_from(self.config.batch_max.saturating_sub(taken).max(1)).unwrap_or(u32::MAX);
         match self.store.claim_due(now_ms, CLAIM_LEASE_MS, room).await {
             Ok(ids) => {
@@ -287,92 +292,42 @@ impl<S: EventStore, T: Transport> Engine<S, T> {
         }
     }
 
-    /// Folds every unfinished saga, records the grace of each attempt in
-    /// flight (one group commit per page), and carries out what is outstanding.
-    async fn recover(&mut self) -> Result<(), EngineError> {
-        let filter = ListFilter { statuses: vec![Status::Running, Status::Compensating], ..ListFilter::default() };
-        let recovery = Recovery { now_ms: self.clock.now_ms(), ack_wait_ms: self.config.ack_wait_ms };
-        let (mut cursor, mut recovered) = (None, 0usize);
-        loop {
-            let page = self.store.list(&filter, cursor, PAGE_SIZE_MAX).await?;
-            let mut loaded = Vec::new();
-            for summary in &page.sagas {
-                if let Some(found) = self.load(summary.saga_id).await? {
-                    loaded.push(found);
-                }
-            }
-            for (def, state) in self.record_extensions(loaded, recovery).await? {
-                let effects = saga::outstanding(&def, &state, recovery);
-                self.cache.insert(state.id, (def, state.clone()));
-                self.carry_out(state.id, effects).await;
-                recovered += 1;
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        tracing::info!(recovered, "recovery done");
-        Ok(())
-    }
-
-    /// Appends a `deadline_extended` for every saga with an attempt in
-    /// flight; a saga another engine changed meanwhile is left to it.
-    async fn record_extensions(
-        &mut self,
-        loaded: Vec<(Arc<SagaDefinition>, SagaState)>,
-        recovery: Recovery,
-    ) -> Result<Vec<(Arc<SagaDefinition>, SagaState)>, EngineError> {
-        let mut appends = Vec::new();
-        let mut after = Vec::new();
-        for (def, mut state) in loaded {
-            let Some(event) = saga::extension(&def, &state, recovery) else {
-                after.push((def, state));
-                continue;
-            };
-            let expected_seq = state.seq;
-            let recorded = saga::Recorded { seq: expected_seq + 1, at_ms: recovery.now_ms, event };
-            saga::evolve(&mut state, &def, &recorded);
-            appends.push(crate::store::Append {
-                saga_id: state.id,
-                expected_seq,
-                events: vec![recorded],
-                summary: batch::summary(&def, &state),
-            });
-            after.push((def, state));
-        }
-        let outcomes = self.store.append(&appends).await?;
-        let conflicted: Vec<SagaId> =
-            appends.iter().zip(outcomes).filter(|(_, o)| *o != crate::store::AppendOutcome::Committed).map(|(a, _)| a.saga_id).collect();
-        Ok(after.into_iter().filter(|(_, s)| !conflicted.contains(&s.id)).collect())
-    }
-
     /// The saga's definition and state: from the cache, else folded from its log.
-    async fn load(&mut self, saga_id: SagaId) -> Result<Option<(Arc<SagaDefinition>, SagaState)>, EngineError> {
-        if let Some(entry) = self.cache.get(&saga_id) {
-            return Ok(Some(entry.clone()));
+    async fn load(&mut self, saga_id: SagaId) -> Result<Option<cache::Cached>, EngineError> {
+        if let Some(entry) = self.cache.get(saga_id) {
+            return Ok(Some(entry));
         }
         let events = self.store.load(saga_id, None).await?;
         let Some(saga::SagaEvent::SagaStarted { saga_type, version, .. }) = events.first().map(|r| &r.event) else {
             return Ok(None);
         };
         let def = self.definitions.version(&self.store, saga_type, *version).await?;
-        self.sent.replay(saga_id, &events);
         Ok(saga::fold(&def, saga_id, &events).map(|state| (def, state)))
     }
 
-    async fn carry_out(&mut self, saga_id: SagaId, effects: Vec<saga::Effect>) {
-        for effect in effects {
+    /// Carries out the effects of committed events, the one way effects
+    /// are carried out: every command is published (concurrently: their
+    /// events are durable, and a lost one becomes a timeout and a retry),
+    /// then each saga's local deadline is set or cleared.
+    async fn carry_out(&mut self, effects: Vec<(SagaId, saga::Effect)>) {
+        let transport = &self.transport;
+        let sends = effects.iter().filter_map(|(_, effect)| match effect {
+            saga::Effect::Send(command) => Some(command),
+            _ => None,
+        });
+        let published = futures_util::future::join_all(sends.map(|c| async move { (c, transport.send(c).await) })).await;
+        for (command, result) in published {
+            self.metrics.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(error) = result {
+                // The deadline is set: the timeout turns this into a retry.
+                tracing::warn!(saga_id = %command.saga_id, step = %command.step, kind = %command.kind, attempt = command.attempt, %error, "command not published");
+            }
+        }
+        for (saga_id, effect) in effects {
             match effect {
-                saga::Effect::Send(command) => {
-                    self.metrics.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if let Err(error) = self.transport.send(&command).await {
-                        // The deadline is armed: the timeout turns this into a retry.
-                        tracing::warn!(%saga_id, step = %command.step, kind = %command.kind, attempt = command.attempt, %error, "command not published");
-                    }
-                }
-                saga::Effect::ArmTimer { at_ms } => self.timers.arm(saga_id, at_ms),
-                saga::Effect::DisarmTimer => self.timers.disarm(saga_id),
+                saga::Effect::Send(_) => {}
+                saga::Effect::SetDeadline { at_ms } => self.deadlines.set(saga_id, at_ms),
+                saga::Effect::ClearDeadline => self.deadlines.clear(saga_id),
             }
         }
     }

@@ -1,36 +1,46 @@
-//! Keeps poison messages for operators: the transport hands over what it
-//! cannot parse, this writes it to the store and counts it.
+//! Keeps poison messages for operators: the one path by which anything
+//! the engine cannot use (a message the transport cannot parse, a start
+//! for an unknown saga type, a reply for a saga that has no log) is
+//! written to the store, counted once and logged once.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::Metrics;
+use super::{Clock, Metrics};
 use crate::store::{EventStore, PoisonRecord, POISON_PAYLOAD_BYTES_MAX};
 use crate::transport::PoisonSink;
 
-/// A [`PoisonSink`] that records into an [`EventStore`].
+/// Records poison into an [`EventStore`]; also the transport's [`PoisonSink`].
 #[derive(Debug, Clone)]
 pub struct StorePoison<S> {
     store: S,
     metrics: Arc<Metrics>,
+    clock: Clock,
 }
 
-impl<S> StorePoison<S> {
-    /// A sink writing to `store`, counting in `metrics`.
-    pub fn new(store: S, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+impl<S: EventStore> StorePoison<S> {
+    /// A sink writing to `store`, counting in `metrics`, dating by `clock`.
+    pub fn new(store: S, metrics: Arc<Metrics>, clock: Clock) -> Self {
+        Self { store, metrics, clock }
+    }
+
+    /// Keeps one poison message (its payload cut at
+    /// [`POISON_PAYLOAD_BYTES_MAX`]); a store failure is logged, not
+    /// returned: the message is acknowledged either way, so it never
+    /// blocks its consumer.
+    pub async fn keep(&self, subject: &str, reason: &str, payload: &[u8]) {
+        tracing::warn!(%subject, %reason, bytes = payload.len(), "poison message");
+        self.metrics.poison.fetch_add(1, Ordering::Relaxed);
+        let payload = payload[..payload.len().min(POISON_PAYLOAD_BYTES_MAX)].to_vec();
+        let record = PoisonRecord { subject: subject.to_owned(), reason: reason.to_owned(), payload, received_at_ms: self.clock.now_ms() };
+        if let Err(error) = self.store.record_poison(&record).await {
+            tracing::warn!(%error, %subject, "poison message not kept");
+        }
     }
 }
 
 impl<S: EventStore> PoisonSink for StorePoison<S> {
     async fn poison(&self, subject: &str, reason: &str, payload: &[u8]) {
-        self.metrics.poison.fetch_add(1, Ordering::Relaxed);
-        let received_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let payload = payload[..payload.len().min(POISON_PAYLOAD_BYTES_MAX)].to_vec();
-        let record = PoisonRecord { subject: subject.to_owned(), reason: reason.to_owned(), payload, received_at_ms };
-        if let Err(error) = self.store.record_poison(&record).await {
-            tracing::warn!(%error, %subject, "poison message not kept");
-        }
+        self.keep(subject, reason, payload).await;
     }
 }

@@ -11,21 +11,18 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::{CommittedEvent, EventStore, StoreError};
-use crate::transport::TransportError;
+use super::Clock;
+use crate::store::{EventStore, StoreError};
+use crate::transport::EventSink;
 
 /// Events read from the store per round.
 pub const RELAY_BATCH_MAX: u32 = 256;
 /// Pause when there is nothing to publish.
 pub const RELAY_IDLE_MS: u64 = 50;
+/// First pause after a failed publish; it doubles up to [`RELAY_RETRY_MAX_MS`].
+pub const RELAY_RETRY_FIRST_MS: u64 = 50;
 /// Longest pause between two publish attempts of one event.
 pub const RELAY_RETRY_MAX_MS: u64 = 2_000;
-
-/// Where committed events go (SAGA_EVENTS).
-pub trait EventSink: Send + Sync + 'static {
-    /// Publishes one event; the same event again must be harmless.
-    fn publish(&self, event: &CommittedEvent) -> impl Future<Output = Result<(), TransportError>> + Send;
-}
 
 /// How far behind the relay is: ms between an event's decision and its publication.
 #[derive(Debug, Default)]
@@ -44,7 +41,7 @@ pub async fn run<S: EventStore, K: EventSink>(
     sink: K,
     name: &str,
     lag: Arc<RelayLag>,
-    now_ms: impl Fn() -> i64 + Send,
+    clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StoreError> {
     tokio::pin!(shutdown);
@@ -61,8 +58,8 @@ pub async fn run<S: EventStore, K: EventSink>(
             }
         }
         for event in &events {
-            let mut pause = 50;
-            while let Err(error) = sink.publish(event).await {
+            let mut pause = RELAY_RETRY_FIRST_MS;
+            while let Err(error) = sink.publish(&event.saga_type, event.saga_id, &event.recorded).await {
                 tracing::warn!(%error, saga_id = %event.saga_id, seq = event.recorded.seq, "event not published; retrying");
                 tokio::select! {
                     () = &mut shutdown => return Ok(()),
@@ -70,7 +67,7 @@ pub async fn run<S: EventStore, K: EventSink>(
                 }
                 pause = (pause * 2).min(RELAY_RETRY_MAX_MS);
             }
-            lag.0.store(now_ms() - event.recorded.at_ms, Ordering::Relaxed);
+            lag.0.store(clock.now_ms() - event.recorded.at_ms, Ordering::Relaxed);
             cursor = event.cursor;
         }
         store.save_relay_checkpoint(name, cursor).await?;

@@ -12,7 +12,7 @@ use super::backoff;
 use super::event::{OperatorVerb, Recorded, SagaEvent};
 use super::ids::SagaId;
 use super::input::{Input, Reply, ReplyStatus};
-use super::state::{begin, evolve, Outcome, Phase, SagaState, Status};
+use super::state::{evolve, new_saga, Outcome, Phase, SagaState, Status};
 use crate::definition::{Kind, SagaDefinition};
 
 /// The facts `decide` needs from the world, passed in.
@@ -88,21 +88,34 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// What `decide` concluded: the new events, recorded at the decision's
+/// time with the seqs they will have, and the state after them. The state
+/// is the one every event was folded into while deciding, so nobody needs
+/// to fold the new events again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The new events, in order; `seq` runs on from the saga's last one.
+    pub events: Vec<Recorded>,
+    /// The state after the new events.
+    pub state: SagaState,
+}
+
+impl Decision {
+    /// The new events without their seq and time.
+    pub fn new_events(&self) -> impl Iterator<Item = &SagaEvent> {
+        self.events.iter().map(|r| &r.event)
+    }
+}
+
 /// What happens when `input` meets the saga `state` (`None`: no log yet).
-pub fn decide(
-    def: &SagaDefinition,
-    id: SagaId,
-    state: Option<&SagaState>,
-    input: &Input,
-    ctx: &Context,
-) -> Result<Vec<SagaEvent>, Rejection> {
+pub fn decide(def: &SagaDefinition, id: SagaId, state: Option<&SagaState>, input: &Input, ctx: &Context) -> Result<Decision, Rejection> {
     let Some(state) = state else {
         return match input {
             Input::Start { input } => Ok(start(def, id, input, ctx)),
             _ => Err(Rejection::UnknownSaga),
         };
     };
-    let mut d = Decision { def, ctx, state: state.clone(), events: Vec::new() };
+    let mut d = Draft { def, ctx, state: state.clone(), events: Vec::new() };
     match input {
         Input::Start { .. } => return Err(Rejection::AlreadyStarted),
         Input::Reply(reply) => d.reply(reply)?,
@@ -111,7 +124,21 @@ pub fn decide(
         Input::OperatorCompensate { reason } => d.operator_compensate(reason)?,
         Input::OperatorAbort { reason } => d.operator_abort(reason)?,
     }
-    Ok(d.events)
+    Ok(Decision { events: d.events, state: d.state })
+}
+
+/// `events` (decided at `now_ms`) recorded after `state` and folded into
+/// it: how a refusal's `input_ignored` and a restart's grace are applied,
+/// and the [`Decision`] a decider that edits `decide`'s events (a
+/// deliberately broken one, in tests) hands on.
+pub fn apply(def: &SagaDefinition, mut state: SagaState, events: Vec<SagaEvent>, now_ms: i64) -> Decision {
+    let mut recorded = Vec::with_capacity(events.len());
+    for event in events {
+        let next = Recorded { seq: state.seq + 1, at_ms: now_ms, event };
+        evolve(&mut state, def, &next);
+        recorded.push(next);
+    }
+    Decision { events: recorded, state }
 }
 
 /// The `input_ignored` event that records `rejection` of `input`, when the
@@ -120,35 +147,34 @@ pub fn ignored(input: &Input, rejection: &Rejection) -> Option<SagaEvent> {
     input.records_rejection().then(|| SagaEvent::InputIgnored { input: input.to_string(), reason: rejection.to_string() })
 }
 
-fn start(def: &SagaDefinition, id: SagaId, input: &Value, ctx: &Context) -> Vec<SagaEvent> {
+fn start(def: &SagaDefinition, id: SagaId, input: &Value, ctx: &Context) -> Decision {
     let started = SagaEvent::SagaStarted {
         saga_type: def.name.to_string(),
         version: def.version,
         definition_hash: def.content_hash.clone(),
         input: input.clone(),
     };
-    let first = Recorded { seq: 1, at_ms: ctx.now_ms, event: started.clone() };
-    let Some(state) = begin(def, id, &first) else { return vec![started] };
-    let mut d = Decision { def, ctx, state, events: Vec::new() };
-    d.events.push(started);
+    let first = Recorded { seq: 1, at_ms: ctx.now_ms, event: started };
+    let state = new_saga(def, id, def.name.as_str(), def.version, input, &first);
+    let mut d = Draft { def, ctx, state, events: vec![first] };
     d.send(0, Kind::Action);
-    d.events
+    Decision { events: d.events, state: d.state }
 }
 
 /// A decision in progress: each emitted event is folded into a scratch
 /// copy of the state at once, so later choices see its effect.
-struct Decision<'a> {
+struct Draft<'a> {
     def: &'a SagaDefinition,
     ctx: &'a Context,
     state: SagaState,
-    events: Vec<SagaEvent>,
+    events: Vec<Recorded>,
 }
 
-impl Decision<'_> {
+impl Draft<'_> {
     fn emit(&mut self, event: SagaEvent) {
         let recorded = Recorded { seq: self.state.seq + 1, at_ms: self.ctx.now_ms, event };
         evolve(&mut self.state, self.def, &recorded);
-        self.events.push(recorded.event);
+        self.events.push(recorded);
     }
 
     fn refuse_if_finished(&self) -> Result<(), Rejection> {
@@ -255,7 +281,7 @@ impl Decision<'_> {
                 self.after_attempt_ended(step, kind, attempt);
                 Ok(())
             }
-            Phase::BackingOff { step, kind, due_ms, .. } if self.ctx.now_ms >= due_ms => {
+            Phase::BackingOff { step, kind, deadline_ms, .. } if self.ctx.now_ms >= deadline_ms => {
                 self.send(step, kind);
                 Ok(())
             }
@@ -270,8 +296,8 @@ impl Decision<'_> {
         let used = self.state.steps[step].track(kind).used(attempt);
         if used < def.retry.attempts_max {
             let delay = backoff::delay_ms(&def.retry, used, self.ctx.jitter);
-            let due_ms = self.ctx.now_ms.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
-            self.emit(SagaEvent::RetryScheduled { step: def.name.clone(), kind, attempt: attempt + 1, due_ms });
+            let deadline_ms = self.ctx.now_ms.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
+            self.emit(SagaEvent::RetryScheduled { step: def.name.clone(), kind, attempt: attempt + 1, due_ms: deadline_ms });
             return;
         }
         let name = def.name.clone();
@@ -311,7 +337,10 @@ impl Decision<'_> {
         if self.state.compensating && !stuck {
             return Err(Rejection::NotAllowed("the saga is already compensating".into()));
         }
-        if let Some(pivot) = self.def.pivot().filter(|&p| self.state.steps[p].action.outcome != Outcome::NotSent) {
+        // A pivot that was sent may have had its effect, which cannot be
+        // undone; one that failed had none (SPEC §2), so compensation may go on.
+        let pivot_took_effect = |p: usize| !matches!(self.state.steps[p].action.outcome, Outcome::NotSent | Outcome::Failed);
+        if let Some(pivot) = self.def.pivot().filter(|&p| pivot_took_effect(p)) {
             let pivot = &self.def.steps[pivot].name;
             return Err(Rejection::NotAllowed(format!("the pivot {pivot} was sent and cannot be undone; retry or abort instead")));
         }

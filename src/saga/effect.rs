@@ -3,11 +3,11 @@
 //!
 //! Effects are computed from committed events only: a command is published
 //! because a `command_sent` event is in the log (the log is the outbox), and
-//! a timer is armed because the state names a deadline.
+//! a deadline is set because the state names one.
 
 use serde_json::{json, Value};
 
-use super::event::SagaEvent;
+use super::event::{Recorded, SagaEvent};
 use super::ids::{idempotency_key, message_id, SagaId};
 use super::state::{Phase, SagaState};
 use crate::definition::{ActionName, Kind, Participant, SagaDefinition, SagaType, StepName};
@@ -42,13 +42,14 @@ pub struct Command {
 pub enum Effect {
     /// Publish a command.
     Send(Command),
-    /// Wake the saga at `at_ms` (replaces any earlier timer of the saga).
-    ArmTimer {
+    /// The saga's deadline is now `at_ms`: wake it then (replaces any
+    /// earlier deadline of the saga).
+    SetDeadline {
         /// When.
         at_ms: i64,
     },
-    /// The saga needs no timer any more (stuck or finished).
-    DisarmTimer,
+    /// The saga has no deadline any more (stuck or finished).
+    ClearDeadline,
 }
 
 /// The command for `attempt` of (step, kind), with the payload as the state has it.
@@ -70,18 +71,18 @@ pub fn command(def: &SagaDefinition, state: &SagaState, step: usize, kind: Kind,
 }
 
 /// The effects of `new_events`, which have just been committed and folded
-/// into `state`.
-pub fn effects(def: &SagaDefinition, state: &SagaState, new_events: &[SagaEvent]) -> Vec<Effect> {
+/// into `state`: the commands they decided, then the saga's deadline.
+pub fn effects(def: &SagaDefinition, state: &SagaState, new_events: &[Recorded]) -> Vec<Effect> {
     let mut out: Vec<Effect> = new_events
         .iter()
-        .filter_map(|event| match event {
+        .filter_map(|recorded| match &recorded.event {
             SagaEvent::CommandSent { step, kind, attempt, .. } => {
                 command(def, state, def.step_index(step.as_str())?, *kind, *attempt).map(Effect::Send)
             }
             _ => None,
         })
         .collect();
-    out.push(timer(&state.phase));
+    out.push(deadline(&state.phase));
     out
 }
 
@@ -108,26 +109,21 @@ pub fn extension(def: &SagaDefinition, state: &SagaState, recovery: Recovery) ->
 }
 
 /// What a saga loaded after a restart still needs: the command of an
-/// attempt in flight, re-sent with the same idempotency key and message id,
-/// and its timer. The deadline is pushed back to at least the step's
-/// timeout plus the ack wait from the restart, so a reply that arrived in
-/// time is never turned into a timeout (SPEC §2).
-pub fn outstanding(def: &SagaDefinition, state: &SagaState, recovery: Recovery) -> Vec<Effect> {
-    match state.phase {
-        Phase::Awaiting { step, kind, attempt, deadline_ms } => {
-            let timeout = i64::try_from(def.steps[step].timeout_ms).unwrap_or(i64::MAX);
-            let grace = recovery.now_ms.saturating_add(timeout).saturating_add(recovery.ack_wait_ms);
-            let mut out: Vec<Effect> = command(def, state, step, kind, attempt).map(Effect::Send).into_iter().collect();
-            out.push(Effect::ArmTimer { at_ms: deadline_ms.max(grace) });
-            out
-        }
-        phase => vec![timer(&phase)],
+/// attempt in flight, re-sent with the same idempotency key and message
+/// id, and its deadline (which already holds the restart's grace once
+/// the [`extension`] is folded in).
+pub fn outstanding(def: &SagaDefinition, state: &SagaState) -> Vec<Effect> {
+    let mut out = Vec::new();
+    if let Phase::Awaiting { step, kind, attempt, .. } = state.phase {
+        out.extend(command(def, state, step, kind, attempt).map(Effect::Send));
     }
+    out.push(deadline(&state.phase));
+    out
 }
 
-fn timer(phase: &Phase) -> Effect {
+fn deadline(phase: &Phase) -> Effect {
     match phase.deadline_ms() {
-        Some(at_ms) => Effect::ArmTimer { at_ms },
-        None => Effect::DisarmTimer,
+        Some(at_ms) => Effect::SetDeadline { at_ms },
+        None => Effect::ClearDeadline,
     }
 }

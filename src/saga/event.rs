@@ -97,7 +97,8 @@ pub enum SagaEvent {
         /// The new deadline (ms since the epoch).
         deadline_ms: i64,
     },
-    /// The next attempt is sent when `due_ms` has passed (backoff with jitter).
+    /// The next attempt is sent when `due_ms` has passed (backoff with
+    /// jitter): the deadline of the backoff phase.
     RetryScheduled {
         /// The step.
         step: StepName,

@@ -4,14 +4,16 @@
 //! [`Context`]. The runtime and the simulator both drive this module, which
 //! is why a simulated run tells the truth about a real one.
 //!
-//! The cycle: [`fold`] a log into a [`SagaState`], [`decide`] what an
-//! [`Input`] means, append the new [`SagaEvent`]s, then carry out the
-//! [`effects`] of what was committed.
+//! The cycle: [`fold`] a log into a [`SagaState`], [`handle`] an [`Input`]
+//! ([`decide`] what it means: new [`SagaEvent`]s and the state after them,
+//! plus their [`effects`]), append the events, then carry out the effects.
+//! [`recover`] is the same step for a saga loaded after a restart.
 
 mod backoff;
 mod decide;
 mod effect;
 mod event;
+mod handle;
 mod ids;
 mod input;
 pub mod invariants;
@@ -21,9 +23,10 @@ mod state;
 mod tests;
 
 pub use backoff::delay_ms;
-pub use decide::{decide, ignored, Context, Rejection};
+pub use decide::{apply, decide, ignored, Context, Decision, Rejection};
 pub use effect::{command, effects, extension, outstanding, Command, Effect, Recovery};
 pub use event::{decode, encode, DecodeError, OperatorVerb, Recorded, SagaEvent, SCHEMA_VERSION};
+pub use handle::{handle, recover, Decide, Handled};
 pub use ids::{idempotency_key, message_id, SagaId, SagaIdError};
 pub use input::{Input, Reply, ReplyStatus};
 pub use state::{begin, evolve, fold, Outcome, Phase, SagaState, Status, StepState, Track};

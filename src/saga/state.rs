@@ -86,6 +86,9 @@ pub enum Outcome {
 pub struct Track {
     /// The highest attempt number sent so far (0: none).
     pub last_attempt: u32,
+    /// When the first attempt was decided (ms since the epoch): a step's
+    /// duration runs from here to its conclusive reply.
+    pub first_sent_ms: Option<i64>,
     /// The first attempt number of the current budget.
     pub budget_start: u32,
     /// What is known.
@@ -143,7 +146,7 @@ pub enum Phase {
         /// When it times out.
         deadline_ms: i64,
     },
-    /// The backoff before sending `attempt` of (step, kind) at `due_ms`.
+    /// The backoff before sending `attempt` of (step, kind) at `deadline_ms`.
     BackingOff {
         /// Step index.
         step: usize,
@@ -152,7 +155,7 @@ pub enum Phase {
         /// The attempt to send.
         attempt: u32,
         /// When to send it.
-        due_ms: i64,
+        deadline_ms: i64,
     },
     /// Attempts of (step, kind) ran out; an operator must act.
     Stuck {
@@ -161,8 +164,9 @@ pub enum Phase {
         /// Action or compensation.
         kind: Kind,
     },
-    /// Terminal: nothing more will happen.
-    Finished,
+    /// Awaits nothing: the saga has just started (its first command is
+    /// decided with its start) or is terminal.
+    Idle,
 }
 
 impl Phase {
@@ -170,16 +174,16 @@ impl Phase {
     pub fn awaited(&self) -> Option<(usize, Kind)> {
         match *self {
             Phase::Awaiting { step, kind, .. } | Phase::BackingOff { step, kind, .. } | Phase::Stuck { step, kind } => Some((step, kind)),
-            Phase::Finished => None,
+            Phase::Idle => None,
         }
     }
 
-    /// When the runtime must wake this saga up, if ever.
+    /// The saga's deadline: when the runtime must wake it up (an attempt
+    /// times out, or a backoff ends), if ever.
     pub fn deadline_ms(&self) -> Option<i64> {
         match *self {
-            Phase::Awaiting { deadline_ms, .. } => Some(deadline_ms),
-            Phase::BackingOff { due_ms, .. } => Some(due_ms),
-            Phase::Stuck { .. } | Phase::Finished => None,
+            Phase::Awaiting { deadline_ms, .. } | Phase::BackingOff { deadline_ms, .. } => Some(deadline_ms),
+            Phase::Stuck { .. } | Phase::Idle => None,
         }
     }
 }
@@ -249,20 +253,25 @@ pub fn begin(def: &SagaDefinition, id: SagaId, recorded: &Recorded) -> Option<Sa
     let SagaEvent::SagaStarted { saga_type, version, input, .. } = &recorded.event else {
         return None;
     };
-    Some(SagaState {
+    Some(new_saga(def, id, saga_type, *version, input, recorded))
+}
+
+/// A saga that has just started: running, nothing sent yet.
+pub(super) fn new_saga(def: &SagaDefinition, id: SagaId, saga_type: &str, version: u32, input: &Value, recorded: &Recorded) -> SagaState {
+    SagaState {
         id,
-        saga_type: saga_type.clone(),
-        version: *version,
+        saga_type: saga_type.to_owned(),
+        version,
         input: input.clone(),
         status: Status::Running,
-        phase: Phase::Finished,
+        phase: Phase::Idle,
         steps: vec![StepState::default(); def.steps.len()],
         compensating: false,
         reason: None,
         seq: recorded.seq,
         started_at_ms: recorded.at_ms,
         updated_at_ms: recorded.at_ms,
-    })
+    }
 }
 
 /// Applies one event. Events name steps; a name the definition does not
@@ -278,6 +287,7 @@ pub fn evolve(state: &mut SagaState, def: &SagaDefinition, recorded: &Recorded) 
             let track = state.steps[i].track_mut(*kind);
             if track.last_attempt == 0 {
                 track.budget_start = 1;
+                track.first_sent_ms = Some(recorded.at_ms);
             }
             track.last_attempt = track.last_attempt.max(*attempt);
             track.outcome = Outcome::Pending;
@@ -311,7 +321,7 @@ pub fn evolve(state: &mut SagaState, def: &SagaDefinition, recorded: &Recorded) 
         }
         SagaEvent::RetryScheduled { step, kind, attempt, due_ms } => {
             let Some(i) = index(step.as_str()) else { return };
-            state.phase = Phase::BackingOff { step: i, kind: *kind, attempt: *attempt, due_ms: *due_ms };
+            state.phase = Phase::BackingOff { step: i, kind: *kind, attempt: *attempt, deadline_ms: *due_ms };
         }
         SagaEvent::CompensationStarted { reason } => {
             state.compensating = true;
@@ -353,5 +363,5 @@ pub fn evolve(state: &mut SagaState, def: &SagaDefinition, recorded: &Recorded) 
 
 fn finish(state: &mut SagaState, status: Status) {
     state.status = status;
-    state.phase = Phase::Finished;
+    state.phase = Phase::Idle;
 }

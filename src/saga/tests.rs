@@ -115,7 +115,13 @@ impl Given {
     }
 
     fn when_at(&self, input: Input, now_ms: i64) -> Result<Vec<SagaEvent>, Rejection> {
-        decide(&self.def, id(), self.state().as_ref(), &input, &Context { now_ms, jitter: 1.0 })
+        let decision = decide(&self.def, id(), self.state().as_ref(), &input, &Context { now_ms, jitter: 1.0 })?;
+        Ok(decision.new_events().cloned().collect())
+    }
+
+    /// The shared decide-and-apply step, as the runtime and simulator run it.
+    fn handled(&self, input: Input) -> Handled {
+        handle(decide, &self.def, id(), self.state(), &input, &Context { now_ms: NOW, jitter: 1.0 })
     }
 
     fn when(&self, input: Input) -> Result<Vec<SagaEvent>, Rejection> {
@@ -460,6 +466,20 @@ fn an_operator_cannot_compensate_once_the_pivot_was_sent() {
 }
 
 #[test]
+fn an_operator_compensation_resumes_a_compensation_stuck_after_the_pivot_failed() {
+    // The pivot refused (no effect), so the steps before it are undone;
+    // the hotel's compensation runs out of attempts and the saga is stuck.
+    let def = trip();
+    let g = given(def.clone(), at_step(&def, 3)).and(failed("payments", "pay", Kind::Action, 1));
+    let g = given(def.clone(), g.events).and(ok("cars", "car", Kind::Compensation, 1));
+    let events = retried(g.events, "hotel", Kind::Compensation, 3);
+    let g = given(def, events).and(failed("hotels", "hotel", Kind::Compensation, 3));
+    assert_eq!(g.state().unwrap().status, Status::Stuck);
+    let then = g.when(Input::OperatorCompensate { reason: "hotels is back".into() }).unwrap();
+    assert_eq!(then[1], sent("hotel", Kind::Compensation, 4));
+}
+
+#[test]
 fn an_operator_compensation_resumes_a_stuck_compensation() {
     let def = trip();
     let events = at_step(&def, 2);
@@ -485,19 +505,42 @@ fn an_abort_is_terminal_and_records_the_reason() {
 }
 
 #[test]
-fn effects_publish_what_was_committed_and_arm_the_deadline() {
+fn effects_publish_what_was_committed_and_set_the_deadline() {
     let def = trip();
-    let g = given(def.clone(), at_step(&def, 1));
-    let new = g.when(ok("hotels", "hotel", Kind::Action, 1)).unwrap();
-    let g = g.and(ok("hotels", "hotel", Kind::Action, 1));
-    let state = g.state().unwrap();
-    let effects = effects(&def, &state, &new);
-    let Effect::Send(command) = &effects[0] else { panic!("{effects:?}") };
+    let handled = given(def.clone(), at_step(&def, 1)).handled(ok("hotels", "hotel", Kind::Action, 1));
+    let Effect::Send(command) = &handled.effects[0] else { panic!("{:?}", handled.effects) };
     assert_eq!(command.step.as_str(), "car");
     assert_eq!(command.idempotency_key, format!("{}:car:action", id()));
     assert_eq!(command.message_id, format!("{}:car:action:1", id()));
     assert_eq!(command.payload, json!({"input": {"who": "ada"}, "results": {"flight": null, "hotel": null}}));
-    assert_eq!(effects[1], Effect::ArmTimer { at_ms: NOW + TIMEOUT });
+    assert_eq!(handled.effects[1], Effect::SetDeadline { at_ms: NOW + TIMEOUT });
+    assert_eq!(handled.effects.len(), 2);
+}
+
+#[test]
+fn the_state_handle_returns_is_the_fold_of_the_log() {
+    let def = trip();
+    let g = given(def.clone(), at_step(&def, 1));
+    let before = g.state().unwrap();
+    let handled = g.handled(ok("hotels", "hotel", Kind::Action, 1));
+    assert_eq!(handled.expected_seq(), before.seq);
+    assert_eq!(handled.events.first().map(|r| r.seq), Some(before.seq + 1));
+    let after = given(def.clone(), at_step(&def, 1)).and(ok("hotels", "hotel", Kind::Action, 1)).state();
+    assert_eq!(handled.state, after);
+    assert_eq!(handled.rejection, None);
+}
+
+#[test]
+fn a_rejected_reply_is_recorded_and_has_no_effect() {
+    let def = trip();
+    let handled = given(def.clone(), at_step(&def, 1)).handled(ok("hotels", "hotel", Kind::Action, 7));
+    assert_eq!(handled.rejection, Some(Rejection::AttemptNeverSent { attempt: 7, last: 1 }));
+    assert!(matches!(handled.events.as_slice(), [r] if matches!(r.event, SagaEvent::InputIgnored { .. })));
+    assert_eq!(handled.effects, vec![]);
+    // A stale deadline is answered, not recorded.
+    let handled = given(def.clone(), at_step(&def, 1)).handled(Input::DeadlinePassed);
+    assert_eq!(handled.expected_seq(), handled.state.as_ref().unwrap().seq);
+    assert_eq!((handled.rejection, handled.events.len()), (Some(Rejection::NothingDue), 0));
 }
 
 #[test]
@@ -505,9 +548,12 @@ fn recovery_resends_the_attempt_in_flight_and_extends_its_deadline() {
     let def = trip();
     let state = given(def.clone(), at_step(&def, 1)).state().unwrap();
     let restart = NOW + 10;
-    let out = outstanding(&def, &state, Recovery { now_ms: restart, ack_wait_ms: 30_000 });
-    assert!(matches!(&out[0], Effect::Send(c) if c.attempt == 1 && c.message_id.ends_with("hotel:action:1")));
-    assert_eq!(out[1], Effect::ArmTimer { at_ms: restart + TIMEOUT + 30_000 });
+    let handled = recover(&def, state.clone(), Recovery { now_ms: restart, ack_wait_ms: 30_000 });
+    let deadline_ms = restart + TIMEOUT + 30_000;
+    let extended = SagaEvent::DeadlineExtended { step: step("hotel"), kind: Kind::Action, attempt: 1, deadline_ms };
+    assert_eq!(handled.events, vec![Recorded { seq: state.seq + 1, at_ms: restart, event: extended }]);
+    assert!(matches!(&handled.effects[0], Effect::Send(c) if c.attempt == 1 && c.message_id.ends_with("hotel:action:1")));
+    assert_eq!(handled.effects[1], Effect::SetDeadline { at_ms: deadline_ms });
 }
 
 #[test]
@@ -534,9 +580,10 @@ fn recovery_keeps_a_backoff_and_leaves_a_stuck_saga_alone() {
     let mut events = at_step(&def, 1);
     events.extend([timed_out("hotel", Kind::Action, 1), scheduled("hotel", Kind::Action, 2, 100)]);
     let state = given(def.clone(), events).state().unwrap();
-    assert_eq!(outstanding(&def, &state, Recovery { now_ms: NOW, ack_wait_ms: 5 }), vec![Effect::ArmTimer { at_ms: NOW + 100 }]);
+    let handled = recover(&def, state, Recovery { now_ms: NOW, ack_wait_ms: 5 });
+    assert_eq!((handled.events, handled.effects), (vec![], vec![Effect::SetDeadline { at_ms: NOW + 100 }]));
     let stuck = stuck_at_pivot().state().unwrap();
-    assert_eq!(outstanding(&def, &stuck, Recovery { now_ms: NOW, ack_wait_ms: 5 }), vec![Effect::DisarmTimer]);
+    assert_eq!(recover(&def, stuck, Recovery { now_ms: NOW, ack_wait_ms: 5 }).effects, vec![Effect::ClearDeadline]);
 }
 
 #[test]

@@ -18,14 +18,14 @@ mod world;
 pub use fault::{Chooser, Explore, Fault, Point, Rates, Replay};
 pub use rng::{mix, Rng};
 pub use shrink::{shrink, Case, SHRINK_RUNS_MAX};
-pub use world::{Decider, SimConfig, EPOCH_MS};
+pub use world::{SimConfig, EPOCH_MS};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::definition::SagaDefinition;
 use crate::saga::invariants::Violation;
-use crate::saga::{self, SagaId, Status};
+use crate::saga::{Decide, SagaId, Status};
 
 /// What one run showed.
 #[derive(Debug, Clone)]
@@ -49,8 +49,8 @@ impl Report {
 
 /// Runs `config.sagas` sagas of `def` with the faults `chooser` picks and
 /// checks every invariant.
-pub fn run(def: &SagaDefinition, config: SimConfig, chooser: &mut dyn Chooser, decider: Decider) -> Report {
-    let outcome = world::World::new(def, config, chooser, decider).run();
+pub fn run(def: &SagaDefinition, config: SimConfig, chooser: &mut dyn Chooser, decide: Decide) -> Report {
+    let outcome = world::World::new(def, config, chooser, decide).run();
     let violations = checks::check(def, &outcome);
     let mut timelines = BTreeMap::new();
     for id in violations.iter().filter_map(|v| v.saga_id) {
@@ -63,9 +63,9 @@ pub fn run(def: &SagaDefinition, config: SimConfig, chooser: &mut dyn Chooser, d
 }
 
 /// Replays a fixed case with the real `decide`.
-pub fn replay(def: &SagaDefinition, case: &Case, decider: Decider) -> Report {
+pub fn replay(def: &SagaDefinition, case: &Case, decide: Decide) -> Report {
     let config = SimConfig { sagas: case.sagas, ..SimConfig::default() };
-    run(def, config, &mut Replay::new(case.faults.clone()), decider)
+    run(def, config, &mut Replay::new(case.faults.clone()), decide)
 }
 
 /// Options of an exploration (`jetsaga check`).
@@ -111,7 +111,7 @@ pub fn sagas_for(seed: u64) -> usize {
 }
 
 /// Explores `defs` with random faults; stops at the first failure and shrinks it.
-pub fn explore(defs: &[SagaDefinition], options: ExploreOptions, decider: Decider) -> Exploration {
+pub fn explore(defs: &[SagaDefinition], options: ExploreOptions, decide: Decide) -> Exploration {
     let mut result = Exploration::default();
     if defs.is_empty() {
         return result;
@@ -121,7 +121,7 @@ pub fn explore(defs: &[SagaDefinition], options: ExploreOptions, decider: Decide
         let def = &defs[(mix(seed ^ 0x5eed) % defs.len() as u64) as usize];
         let sagas = sagas_for(seed);
         let mut chooser = Explore::new(seed, options.rates);
-        let report = run(def, SimConfig { sagas, ..SimConfig::default() }, &mut chooser, decider);
+        let report = run(def, SimConfig { sagas, ..SimConfig::default() }, &mut chooser, decide);
         result.cases += 1;
         result.sagas += sagas as u64;
         for (status, n) in &report.statuses {
@@ -129,18 +129,13 @@ pub fn explore(defs: &[SagaDefinition], options: ExploreOptions, decider: Decide
         }
         if !report.passed() {
             let case = Case { sagas, faults: chooser.into_drawn() };
-            let case = shrink(case, &mut |c| !replay(def, c, decider).passed());
-            let report = replay(def, &case, decider);
+            let case = shrink(case, &mut |c| !replay(def, c, decide).passed());
+            let report = replay(def, &case, decide);
             result.failure = Some(Failure { saga_type: def.name.to_string(), seed, case, report });
             return result;
         }
     }
     result
-}
-
-/// The real decision function, as a [`Decider`].
-pub fn real_decider() -> Decider {
-    saga::decide
 }
 
 /// A failure, readable: the broken invariants, the minimal schedule, the

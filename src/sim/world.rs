@@ -15,12 +15,8 @@ use super::fault::{Chooser, Fault, Point};
 use super::rng::mix;
 use crate::definition::{Kind, Participant, SagaDefinition};
 use crate::saga::{
-    self, Command, Context, Effect, Input, Recorded, Recovery, Rejection, Reply, ReplyStatus, SagaEvent, SagaId, SagaState, Status,
+    self, Command, Context, Decide, Effect, Handled, Input, Recorded, Recovery, Reply, ReplyStatus, SagaEvent, SagaId, SagaState, Status,
 };
-
-/// The decision function the orchestrator uses: [`saga::decide`], or a
-/// deliberately broken one in the tests that prove the checker can fail.
-pub type Decider = fn(&SagaDefinition, SagaId, Option<&SagaState>, &Input, &Context) -> Result<Vec<SagaEvent>, Rejection>;
 
 /// The shape of one simulated run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +92,7 @@ enum Msg {
 enum WorldEvent {
     ToOrchestrator(Msg),
     ToParticipant(Command),
-    Timer { saga_id: SagaId, at_ms: i64, epoch: u64 },
+    Deadline { saga_id: SagaId, at_ms: i64, epoch: u64 },
     Restart,
 }
 
@@ -119,7 +115,7 @@ pub(super) struct World<'a> {
     def: &'a SagaDefinition,
     config: SimConfig,
     chooser: &'a mut dyn Chooser,
-    decider: Decider,
+    decide: Decide,
     now_ms: i64,
     queue: BinaryHeap<Reverse<(i64, u64)>>,
     pending: HashMap<u64, WorldEvent>,
@@ -127,19 +123,19 @@ pub(super) struct World<'a> {
     up: bool,
     epoch: u64,
     cache: HashMap<SagaId, SagaState>,
-    timers: HashMap<SagaId, i64>,
+    deadlines: HashMap<SagaId, i64>,
     held: Vec<(Msg, i64)>,
     recorded_replies: HashMap<String, (ReplyStatus, Value)>,
     out: Outcome,
 }
 
 impl<'a> World<'a> {
-    pub(super) fn new(def: &'a SagaDefinition, config: SimConfig, chooser: &'a mut dyn Chooser, decider: Decider) -> Self {
+    pub(super) fn new(def: &'a SagaDefinition, config: SimConfig, chooser: &'a mut dyn Chooser, decide: Decide) -> Self {
         World {
             def,
             config,
             chooser,
-            decider,
+            decide,
             now_ms: EPOCH_MS,
             queue: BinaryHeap::new(),
             pending: HashMap::new(),
@@ -147,7 +143,7 @@ impl<'a> World<'a> {
             up: true,
             epoch: 0,
             cache: HashMap::new(),
-            timers: HashMap::new(),
+            deadlines: HashMap::new(),
             held: Vec::new(),
             recorded_replies: HashMap::new(),
             out: Outcome {
@@ -203,9 +199,9 @@ impl<'a> World<'a> {
             WorldEvent::ToOrchestrator(msg) if !self.up => self.held.push((msg, 0)),
             WorldEvent::ToOrchestrator(msg) => self.receive(msg),
             WorldEvent::ToParticipant(command) => self.participant(command),
-            WorldEvent::Timer { saga_id, at_ms, epoch } => {
-                if self.up && epoch == self.epoch && self.timers.get(&saga_id) == Some(&at_ms) {
-                    self.timers.remove(&saga_id);
+            WorldEvent::Deadline { saga_id, at_ms, epoch } => {
+                if self.up && epoch == self.epoch && self.deadlines.get(&saga_id) == Some(&at_ms) {
+                    self.deadlines.remove(&saga_id);
                     self.process(saga_id, Input::DeadlinePassed, None);
                 }
             }
@@ -222,33 +218,34 @@ impl<'a> World<'a> {
         self.process(saga_id, input, Some(msg));
     }
 
-    /// Load → decide → append → effects; `msg` is acknowledged (dropped
-    /// from redelivery) only once its events are committed.
+    /// Load → handle (decide and apply) → append → effects, the engine's
+    /// loop; `msg` is acknowledged (dropped from redelivery) only once its
+    /// events are committed.
     fn process(&mut self, saga_id: SagaId, input: Input, msg: Option<Msg>) {
-        let state = self.load(saga_id);
-        let seq = state.as_ref().map_or(0, |s| s.seq);
+        let before = self.load(saga_id);
+        let seq = before.as_ref().map_or(0, |s| s.seq);
         let jitter = (mix(saga_id.as_uuid().as_u128() as u64 ^ seq.wrapping_mul(0x9E37)) >> 11) as f64 / (1u64 << 53) as f64;
         let ctx = Context { now_ms: self.now_ms, jitter };
-        let events = match (self.decider)(self.def, saga_id, state.as_ref(), &input, &ctx) {
-            Ok(events) => events,
-            Err(rejection) => match saga::ignored(&input, &rejection) {
-                Some(event) if state.is_some() => vec![event],
-                _ => return,
-            },
-        };
+        let handled = saga::handle(self.decide, self.def, saga_id, before.clone(), &input, &ctx);
+        if handled.events.is_empty() {
+            return;
+        }
         match self.chooser.choose(Point::Process) {
             Fault::Crash => return self.crash(msg, "before commit"),
             Fault::CrashAfterCommit => {
-                self.append(saga_id, state, &events);
+                self.append(saga_id, before, &handled);
                 return self.crash(msg, "after commit");
             }
             _ => {}
         }
-        let Some(live) = self.append(saga_id, state, &events) else { return };
-        for effect in saga::effects(self.def, &live, &events) {
+        if !self.append(saga_id, before, &handled) {
+            return;
+        }
+        let stuck = matches!(handled.events.last().map(|r| &r.event), Some(SagaEvent::SagaStuck { .. }));
+        for effect in handled.effects {
             self.carry_out(saga_id, effect);
         }
-        if matches!(events.last(), Some(SagaEvent::SagaStuck { .. })) {
+        if stuck {
             self.operator(saga_id, Point::Stuck);
         }
     }
@@ -262,32 +259,29 @@ impl<'a> World<'a> {
         Some(state)
     }
 
-    /// Commits `events` (checking the expected seq like a real store),
-    /// folds them into the live state, and checks invariant 6: the state
-    /// rebuilt from what was stored equals the live one.
-    fn append(&mut self, saga_id: SagaId, state: Option<SagaState>, events: &[SagaEvent]) -> Option<SagaState> {
-        let expected = state.as_ref().map_or(0, |s| s.seq);
+    /// Commits the handled events (checking the expected seq like a real
+    /// store) and checks invariant 6: after every event, the state rebuilt
+    /// from what was stored equals the live one, and at the end it equals
+    /// the state `handle` decided on.
+    fn append(&mut self, saga_id: SagaId, before: Option<SagaState>, handled: &Handled) -> bool {
+        let expected = handled.expected_seq();
         let stored = self.out.store.get(&saga_id).map_or(0, Vec::len) as u64;
-        if stored != expected {
+        if stored != expected || before.as_ref().map_or(0, |s| s.seq) != expected {
             self.violation(Some(saga_id), 8, format!("append expected seq {expected}, store has {stored}"));
-            return None;
+            return false;
         }
-        let mut live = state.clone();
-        let mut replayed = state;
-        for (i, event) in events.iter().enumerate() {
-            let recorded = Recorded { seq: expected + i as u64 + 1, at_ms: self.now_ms, event: event.clone() };
-            let (event_type, data) = saga::encode(event);
+        let mut live = before.clone();
+        let mut replayed = before;
+        for recorded in &handled.events {
+            let (event_type, data) = saga::encode(&recorded.event);
             let stored = Stored { seq: recorded.seq, at_ms: recorded.at_ms, event_type, data: data.to_string() };
             let decoded = decode_stored(&stored);
             self.out.store.entry(saga_id).or_default().push(stored);
-            if let SagaEvent::CommandSent { step, kind, attempt, .. } = event {
+            if let SagaEvent::CommandSent { step, kind, attempt, .. } = &recorded.event {
                 self.out.committed_commands.insert((saga_id, step.to_string(), *kind, *attempt), self.now_ms);
             }
-            live = step_state(self.def, saga_id, live, &recorded);
-            replayed = match decoded {
-                Some(decoded) => step_state(self.def, saga_id, replayed, &decoded),
-                None => None,
-            };
+            live = step_state(self.def, saga_id, live, recorded);
+            replayed = decoded.and_then(|decoded| step_state(self.def, saga_id, replayed, &decoded));
             if live != replayed {
                 self.violation(
                     Some(saga_id),
@@ -296,9 +290,14 @@ impl<'a> World<'a> {
                 );
             }
         }
-        let live = live?;
-        self.cache.insert(saga_id, live.clone());
-        Some(live)
+        if replayed != handled.state {
+            self.violation(Some(saga_id), 6, "the state decide returned differs from the state rebuilt from the log".into());
+        }
+        match &handled.state {
+            Some(state) => self.cache.insert(saga_id, state.clone()),
+            None => self.cache.remove(&saga_id),
+        };
+        true
     }
 
     fn carry_out(&mut self, saga_id: SagaId, effect: Effect) {
@@ -311,12 +310,12 @@ impl<'a> World<'a> {
                 let what = format!("command {}:{}#{} to {}", command.step, command.kind, command.attempt, command.participant);
                 self.deliver(WorldEvent::ToParticipant(command), what);
             }
-            Effect::ArmTimer { at_ms } => {
-                self.timers.insert(saga_id, at_ms);
-                self.schedule(at_ms.max(self.now_ms), WorldEvent::Timer { saga_id, at_ms, epoch: self.epoch });
+            Effect::SetDeadline { at_ms } => {
+                self.deadlines.insert(saga_id, at_ms);
+                self.schedule(at_ms.max(self.now_ms), WorldEvent::Deadline { saga_id, at_ms, epoch: self.epoch });
             }
-            Effect::DisarmTimer => {
-                self.timers.remove(&saga_id);
+            Effect::ClearDeadline => {
+                self.deadlines.remove(&saga_id);
             }
         }
     }
@@ -427,7 +426,7 @@ impl<'a> World<'a> {
         self.up = false;
         self.epoch += 1;
         self.cache.clear();
-        self.timers.clear();
+        self.deadlines.clear();
         if let Some(msg) = msg {
             self.held.push((msg, self.config.ack_wait_ms));
         }
@@ -448,14 +447,11 @@ impl<'a> World<'a> {
             if state.status.is_terminal() {
                 continue;
             }
-            let state = match saga::extension(self.def, &state, recovery) {
-                Some(event) => match self.append(saga_id, Some(state), &[event]) {
-                    Some(state) => state,
-                    None => continue,
-                },
-                None => state,
-            };
-            for effect in saga::outstanding(self.def, &state, recovery) {
+            let handled = saga::recover(self.def, state.clone(), recovery);
+            if !handled.events.is_empty() && !self.append(saga_id, Some(state), &handled) {
+                continue;
+            }
+            for effect in handled.effects {
                 self.carry_out(saga_id, effect);
             }
         }

@@ -30,7 +30,7 @@ pub async fn open_url(url: &str) -> Result<AnyStore, StoreError> {
     }
     // Only the scheme: the rest of a URL may hold a password.
     let scheme = url.split("://").next().unwrap_or_default();
-    Err(StoreError::Database(format!(
+    Err(StoreError::invalid(format!(
         "unsupported database url scheme {scheme:?}: use postgres://…, postgresql://…, sqlite://… or a file path"
     )))
 }

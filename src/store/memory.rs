@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::rules::{check_batch, cut_page, page_limit, poison_payload};
+use super::rules::{check_batch, cut_page, definition_recorded, page_limit, poison_payload};
 use super::{
     Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, RelayCursor, SagaSummary,
     StoreError,
@@ -47,7 +47,7 @@ impl MemoryStore {
 
     /// A poisoned lock means a panic elsewhere mid-update: report it, never panic again.
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        self.inner.lock().map_err(|_| StoreError::Database("memory store: lock poisoned by a panic in another task".to_owned()))
+        self.inner.lock().map_err(|_| StoreError::corrupt("memory store: lock poisoned by a panic in another task"))
     }
 
     /// The poison records kept so far, oldest first, at most `limit`
@@ -142,12 +142,7 @@ impl EventStore for MemoryStore {
                 inner.definitions.insert(key, record.clone());
                 Ok(())
             }
-            Some(existing) if existing.content_hash == record.content_hash => Ok(()),
-            Some(existing) => Err(StoreError::DefinitionChanged {
-                name: record.name.clone(),
-                version: record.version,
-                recorded: existing.content_hash.clone(),
-            }),
+            existing => definition_recorded(record, existing),
         }
     }
 

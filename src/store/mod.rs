@@ -5,25 +5,33 @@
 //! the same transaction. It never publishes anything: publishing is an
 //! effect the runtime carries out after the commit.
 //!
-//! Adapters: [`MemoryStore`] (tests, simulation of the runtime),
-//! [`SqliteStore`] (the embedded default), [`PostgresStore`] (production),
-//! and [`AnyStore`], the one a database URL picks ([`open_url`]). All pass
-//! one contract suite (`tests/it/store_contract.rs`).
+//! Adapters: [`MemoryStore`] (tests, simulation of the runtime), and one
+//! SQL adapter, [`SqlStore`], written once over sqlx for two dialects:
+//! [`SqliteStore`] (the embedded default) and [`PostgresStore`]
+//! (production); [`AnyStore`] is the one a database URL picks
+//! ([`open_url`]). All pass one contract suite
+//! (`tests/it/store_contract.rs`). Failures are [`StoreError`]s.
 
 mod any;
+mod error;
 mod memory;
 mod postgres;
 mod rules;
+mod sql;
 mod sqlite;
 
 pub use any::{open_url, AnyStore};
+pub use error::{DatabaseError, StoreError};
 pub use memory::MemoryStore;
+#[doc(hidden)]
+pub use postgres::bench;
 pub use postgres::PostgresStore;
+pub use sql::SqlStore;
 pub use sqlite::{Pragmas, SqliteStore};
 
 use std::future::Future;
 
-use crate::saga::{DecodeError, Recorded, SagaId, Status};
+use crate::saga::{Recorded, SagaId, Status};
 
 /// Most sagas one `list` call returns.
 pub const PAGE_SIZE_MAX: u32 = 500;
@@ -153,34 +161,6 @@ pub struct CommittedEvent {
     pub saga_type: String,
     /// The event.
     pub recorded: Recorded,
-}
-
-/// A store failure: IO, not a domain refusal.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database failed or is unreachable.
-    #[error("event store: {0}")]
-    Database(String),
-    /// A stored event could not be read back.
-    #[error("event store: saga {saga_id} seq {seq}: {source}")]
-    Decode {
-        /// The saga.
-        saga_id: SagaId,
-        /// The event.
-        seq: u64,
-        /// Why.
-        source: DecodeError,
-    },
-    /// A (name, version) is recorded with other content.
-    #[error("definition {name} version {version} is already recorded with different content (hash {recorded}); changing behaviour needs a new version")]
-    DefinitionChanged {
-        /// The saga type.
-        name: String,
-        /// The version.
-        version: u32,
-        /// The hash on record.
-        recorded: String,
-    },
 }
 
 /// The event store port. Implementations are cheap to clone handles.

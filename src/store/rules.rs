@@ -1,14 +1,15 @@
 //! The rules every store adapter applies the same way, so memory, SQLite
 //! and any later backend cannot drift apart: what a well-formed [`Append`]
 //! is, how a page size is clamped, how a page and its cursor are cut, and
-//! how much of a poison message is kept, and the filter text of `list`.
+//! how much of a poison message is kept, what `count_by_status` answers,
+//! and what recording a definition twice means.
 
-use super::{Append, ListFilter, Page, SagaSummary, StoreError, PAGE_SIZE_MAX, POISON_PAYLOAD_BYTES_MAX};
-use crate::saga::{SagaId, Status};
+use super::{Append, DefinitionRecord, Page, SagaSummary, StoreError, PAGE_SIZE_MAX, POISON_PAYLOAD_BYTES_MAX};
+use crate::saga::Status;
 
 /// Checks a whole batch before anything is written. A malformed append is
 /// a programming error in the caller, so the batch fails as a whole
-/// (`Err`) instead of committing half of it or panicking.
+/// ([`StoreError::Invalid`]) instead of committing half of it or panicking.
 pub(crate) fn check_batch(batch: &[Append]) -> Result<(), StoreError> {
     batch.iter().try_for_each(check_append)
 }
@@ -20,18 +21,18 @@ fn check_append(append: &Append) -> Result<(), StoreError> {
     for (offset, recorded) in append.events.iter().enumerate() {
         let wanted = append.expected_seq.checked_add(offset as u64 + 1);
         if wanted != Some(recorded.seq) {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::invalid(format!(
                 "append to saga {id}: event #{offset} has seq {} but seqs must run on from expected_seq {} + 1 without gaps",
                 recorded.seq, append.expected_seq
             )));
         }
     }
     if append.summary.saga_id != id {
-        return Err(StoreError::Database(format!("append to saga {id}: its summary is for saga {}", append.summary.saga_id)));
+        return Err(StoreError::invalid(format!("append to saga {id}: its summary is for saga {}", append.summary.saga_id)));
     }
     let last_seq = append.events.last().map_or(append.expected_seq, |recorded| recorded.seq);
     if append.summary.last_seq != last_seq {
-        return Err(StoreError::Database(format!(
+        return Err(StoreError::invalid(format!(
             "append to saga {id}: summary.last_seq is {} but the last event appended has seq {last_seq}",
             append.summary.last_seq
         )));
@@ -67,37 +68,19 @@ pub(crate) fn status_counts(statuses: &[Status], rows: &[(String, i64)]) -> Vec<
     statuses.iter().map(|&status| (status, count(status))).collect()
 }
 
-/// The `WHERE` conditions of `list` after `… WHERE <true>`, and the order
-/// and limit: one text for every SQL backend, so their pages agree.
-pub(crate) fn push_list_filter<'a, DB>(query: &mut sqlx::QueryBuilder<'a, DB>, filter: &'a ListFilter, cursor: Option<SagaId>, fetch: i64)
-where
-    DB: sqlx::Database,
-    String: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    if let Some(cursor) = cursor {
-        query.push(" AND saga_id > ").push_bind(cursor.to_string());
+/// The answer to recording `record` where `existing` is on record already
+/// under its (name, version): the same content is a no-op, other content is
+/// [`StoreError::DefinitionChanged`]. Definitions are never updated nor
+/// deleted, so a store that was told the row exists and then finds none
+/// has lost data.
+pub(crate) fn definition_recorded(record: &DefinitionRecord, existing: Option<&DefinitionRecord>) -> Result<(), StoreError> {
+    match existing {
+        Some(existing) if existing.content_hash == record.content_hash => Ok(()),
+        Some(existing) => Err(StoreError::DefinitionChanged {
+            name: record.name.clone(),
+            version: record.version,
+            recorded: existing.content_hash.clone(),
+        }),
+        None => Err(StoreError::corrupt(format!("definition {} version {} vanished", record.name, record.version))),
     }
-    if !filter.statuses.is_empty() {
-        query.push(" AND status IN (");
-        let mut statuses = query.separated(", ");
-        for status in &filter.statuses {
-            statuses.push_bind(status.as_str());
-        }
-        query.push(")");
-    }
-    if let Some(saga_type) = &filter.saga_type {
-        query.push(" AND saga_type = ").push_bind(saga_type.as_str());
-    }
-    if let Some(ms) = filter.updated_before_ms {
-        query.push(" AND updated_at_ms <= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_from_ms {
-        query.push(" AND started_at_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = filter.started_until_ms {
-        query.push(" AND started_at_ms < ").push_bind(ms);
-    }
-    query.push(" ORDER BY saga_id LIMIT ").push_bind(fetch);
 }

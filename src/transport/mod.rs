@@ -4,11 +4,18 @@
 //! adapter feeds one bounded channel of [`Delivery`]s that the engine
 //! drains; each carries an [`Ack`] the engine fires only after the events
 //! the message caused are committed, so a crash before the commit means a
-//! redelivery, never a loss.
+//! redelivery, never a loss. An [`EventSink`] carries committed events
+//! out (the relay), a [`PoisonSink`] keeps what cannot be parsed, and a
+//! [`ParticipantTransport`] is the participants' side.
+//!
+//! Adapters: [`MemoryTransport`] (in-process), [`JetStreamTransport`]
+//! (NATS JetStream), and [`AnyTransport`], either one chosen at run time.
 
+mod any;
 pub mod jetstream;
 pub mod memory;
 
+pub use any::AnyTransport;
 pub use jetstream::{JetStreamConfig, JetStreamTransport};
 pub use memory::MemoryTransport;
 
@@ -17,7 +24,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::saga::{Command, Reply, SagaId};
+use crate::saga::{Command, Recorded, Reply, SagaId};
 
 /// A message for the orchestrator.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +107,13 @@ pub enum TransportError {
 pub trait PoisonSink: Send + Sync + 'static {
     /// Keeps one poison message: where it arrived, why it was refused, its bytes.
     fn poison(&self, subject: &str, reason: &str, payload: &[u8]) -> impl Future<Output = ()> + Send;
+}
+
+/// Where committed events go (`SAGA_EVENTS`): the event relay's output.
+pub trait EventSink: Send + Sync + 'static {
+    /// Publishes one committed event of `saga_id`; publishing the same
+    /// event again must be harmless (the relay may, after a crash).
+    fn publish(&self, saga_type: &str, saga_id: SagaId, recorded: &Recorded) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
 /// Publishes commands to participants.

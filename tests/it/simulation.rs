@@ -3,7 +3,7 @@
 //! proptest to a minimal schedule.
 
 use jetsaga::definition::{Kind, SagaDefinition};
-use jetsaga::saga::{self, Context, Input, Rejection, SagaEvent, SagaId, SagaState};
+use jetsaga::saga::{self, Context, Decision, Input, Rejection, SagaEvent, SagaId, SagaState};
 use jetsaga::sim::{self, generate::Shape, ExploreOptions, Fault, Rates, SimConfig};
 use proptest::prelude::*;
 
@@ -70,9 +70,10 @@ fn compensate_in_file_order(
     state: Option<&SagaState>,
     input: &Input,
     ctx: &Context,
-) -> Result<Vec<SagaEvent>, Rejection> {
-    let mut events = saga::decide(def, id, state, input, ctx)?;
-    let Some(state) = state else { return Ok(events) };
+) -> Result<Decision, Rejection> {
+    let decision = saga::decide(def, id, state, input, ctx)?;
+    let Some(state) = state else { return Ok(decision) };
+    let mut events: Vec<SagaEvent> = decision.new_events().cloned().collect();
     for event in &mut events {
         if let SagaEvent::CommandSent { step, kind: Kind::Compensation, attempt: 1, .. } = event {
             let first = (0..def.steps.len()).find(|&i| {
@@ -87,7 +88,7 @@ fn compensate_in_file_order(
             }
         }
     }
-    Ok(events)
+    Ok(saga::apply(def, state.clone(), events, ctx.now_ms))
 }
 
 #[test]

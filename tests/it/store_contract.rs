@@ -225,7 +225,7 @@ async fn malformed_append_is_an_error_and_commits_nothing<S: EventStore>(store: 
     wrong_summary.summary.last_seq = 7;
     for bad in [gap, wrong_summary] {
         let result = store.append(&[append(id(3), 0, 1), bad]).await;
-        assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
+        assert!(matches!(result, Err(StoreError::Invalid(_))), "{result:?}");
     }
     for n in 1..=3 {
         assert!(store.load(id(n), None).await.unwrap().is_empty());
@@ -746,7 +746,7 @@ mod postgres_only {
         append_ok(&store, vec![append(id(1), 0, 2)]).await;
         assert_eq!(seqs(&_store.load(id(1), None).await.unwrap()), vec![1, 2], "the URL's schema is the helper's");
         match jetsaga::store::open_url("mysql://user:secret@host/db").await {
-            Err(StoreError::Database(message)) => {
+            Err(StoreError::Invalid(message)) => {
                 assert!(message.contains("\"mysql\"") && !message.contains("secret"), "{message}")
             }
             other => panic!("expected an error, got {other:?}"),

@@ -1,6 +1,7 @@
 //! Architecture invariants, checked on the source text (a "tidy" test):
-//! the pure core stays pure, each external crate stays in its adapter, and
-//! every file says what it is for.
+//! the pure core stays pure, each external crate stays in its adapter, the
+//! orchestrator is assembled in one place, the system clock is read in one
+//! place, every duration has a name, and every file says what it is for.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -118,6 +119,70 @@ fn every_source_file_says_what_it_is_for() {
     assert!(missing.is_empty(), "files without a //! paragraph: {missing:?}");
 }
 
+/// Files under `dirs` (relative to the crate root) whose code calls any of `calls`.
+fn callers(dirs: &[&str], calls: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for dir in dirs {
+        for file in rust_files(&root.join(dir)) {
+            for (line, text) in code_lines(&file) {
+                if let Some(call) = calls.iter().find(|c| text.contains(*c)) {
+                    let relative = file.strip_prefix(root).expect("under the root").display().to_string();
+                    found.push(format!("{relative}:{line}: {call}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_orchestrator_is_assembled_in_one_place() {
+    let assembly = ["Engine::new(", "relay::run(", ".run_inbound(", "Definitions::new("];
+    let elsewhere: Vec<String> =
+        callers(&["src", "benches"], &assembly).into_iter().filter(|f| !f.starts_with("src/orchestrator.rs:")).collect();
+    assert!(elsewhere.is_empty(), "assemble through Orchestrator::build (src/orchestrator.rs), not by hand:\n{}", elsewhere.join("\n"));
+    // This file names the calls it looks for; it is not a caller.
+    let tests: Vec<String> =
+        callers(&["tests"], &["Engine::new(", "relay::run("]).into_iter().filter(|f| !f.starts_with("tests/it/tidy.rs:")).collect();
+    assert!(tests.is_empty(), "tests assemble through tests/it/support.rs (Orchestrator::build):\n{}", tests.join("\n"));
+}
+
+#[test]
+fn the_system_clock_is_read_in_one_place() {
+    let reads: Vec<String> =
+        callers(&["src"], &["SystemTime::now", "Instant::now"]).into_iter().filter(|f| !f.starts_with("src/runtime/clock.rs:")).collect();
+    assert!(reads.is_empty(), "read time through runtime::Clock (injected), not the system clock:\n{}", reads.join("\n"));
+}
+
+/// `Duration::from_secs(30)` and friends with a literal, outside a `const`
+/// and outside test code: a limit, timeout or backoff without a name.
+fn unnamed_durations(file: &Path) -> Vec<String> {
+    let literal = |text: &str| {
+        ["Duration::from_secs(", "Duration::from_millis(", "Duration::from_micros("]
+            .iter()
+            .any(|call| text.match_indices(call).any(|(at, _)| text[at + call.len()..].starts_with(|c: char| c.is_ascii_digit())))
+    };
+    code_lines(file)
+        .into_iter()
+        .take_while(|(_, text)| !text.contains("#[cfg(test)]"))
+        .filter(|(_, text)| {
+            literal(text) && !text.trim_start().trim_start_matches("pub ").trim_start_matches("pub(crate) ").starts_with("const ")
+        })
+        .map(|(line, text)| format!("{}:{line}: {}", file.display(), text.trim()))
+        .collect()
+}
+
+#[test]
+fn every_duration_has_a_name() {
+    let found: Vec<String> = rust_files(&src())
+        .into_iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
+        .flat_map(|f| unnamed_durations(&f))
+        .collect();
+    assert!(found.is_empty(), "name every timeout, pause and backoff (a const with a doc comment):\n{}", found.join("\n"));
+}
+
 #[test]
 fn the_tidy_check_itself_catches_a_violation() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -125,4 +190,7 @@ fn the_tidy_check_itself_catches_a_violation() {
     let lines = code_lines(&dir.path().join("bad.rs"));
     assert!(lines.iter().any(|(_, l)| contains_token(l, "SystemTime::now")));
     assert!(contains_token("x.await;", ".await") && !contains_token("phase.awaited()", ".await"));
+    let durations = dir.path().join("durations.rs");
+    fs::write(&durations, "//! x\nconst A: Duration = Duration::from_secs(1);\nfn f() { sleep(Duration::from_millis(20)); sleep(Duration::from_millis(A)); }\n").expect("write");
+    assert_eq!(unnamed_durations(&durations).len(), 1, "{:?}", unnamed_durations(&durations));
 }

@@ -1,11 +1,13 @@
 //! A small blocking client of the ops API (SPEC §5) for `jetsaga sagas`:
-//! one method per endpoint, each returning the response's JSON or an
-//! [`ApiError`] with the status and the API's `{"error", "detail"}`.
+//! one method per endpoint, each returning the answer as its type of
+//! [`crate::ops::api`] (the server's own) or a [`ClientError`] with the
+//! status and the API's [`ErrorBody`].
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
+use crate::ops::api::{query_pairs, ErrorBody, ListQuery, SagaDetail, SagaPage, SagaStateBody, SagaStatusBody, StateQuery, VerbBody};
 use crate::saga::SagaId;
 
 /// Longest wait for one request, connect to last byte.
@@ -15,7 +17,7 @@ const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// A request that did not succeed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ApiError {
+pub(crate) enum ClientError {
     /// The API answered with an error status.
     #[error("{method} {url}: {status} {error}: {detail}")]
     Status {
@@ -30,7 +32,8 @@ pub(crate) enum ApiError {
         /// The API's `detail` (why).
         detail: String,
     },
-    /// No usable answer: connection refused, timeout, a body that is not JSON.
+    /// No usable answer: connection refused, timeout, a body that is not
+    /// the JSON expected.
     #[error("cannot use the ops API at {url}: {reason}")]
     Transport {
         /// The full URL asked.
@@ -40,45 +43,13 @@ pub(crate) enum ApiError {
     },
 }
 
-impl ApiError {
+impl ClientError {
     /// The HTTP status, when the API answered.
     pub(crate) fn status(&self) -> Option<u16> {
         match self {
-            ApiError::Status { status, .. } => Some(*status),
-            ApiError::Transport { .. } => None,
+            ClientError::Status { status, .. } => Some(*status),
+            ClientError::Transport { .. } => None,
         }
-    }
-}
-
-/// Filters and paging of `GET /sagas`, as query pairs.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ListQuery {
-    /// `status=a,b`.
-    pub(crate) statuses: Vec<String>,
-    /// `saga_type=`.
-    pub(crate) saga_type: Option<String>,
-    /// `stuck_for=` in milliseconds.
-    pub(crate) stuck_for_ms: Option<u128>,
-    /// `limit=`.
-    pub(crate) limit: Option<u32>,
-    /// `cursor=`.
-    pub(crate) cursor: Option<String>,
-}
-
-impl ListQuery {
-    fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut pairs = Vec::new();
-        if !self.statuses.is_empty() {
-            pairs.push(("status", self.statuses.join(",")));
-        }
-        let optional = [
-            ("saga_type", self.saga_type.clone()),
-            ("stuck_for", self.stuck_for_ms.map(|ms| format!("{ms}ms"))),
-            ("limit", self.limit.map(|l| l.to_string())),
-            ("cursor", self.cursor.clone()),
-        ];
-        pairs.extend(optional.into_iter().filter_map(|(key, value)| Some((key, value?))));
-        pairs
     }
 }
 
@@ -97,36 +68,38 @@ impl OpsClient {
         Self { base: base.trim_end_matches('/').to_owned(), token, agent: config.into() }
     }
 
-    /// `GET /sagas` with filters: `{"sagas": [...], "next_cursor"}`.
-    pub(crate) fn list(&self, query: &ListQuery) -> Result<Value, ApiError> {
-        let url = self.url("/sagas");
-        let mut request = self.agent.get(&url);
-        for (key, value) in query.pairs() {
-            request = request.query(key, value);
-        }
-        finish("GET", url, request.call())
+    /// `GET /sagas` with filters: one page.
+    pub(crate) fn list(&self, query: &ListQuery) -> Result<SagaPage, ClientError> {
+        self.get("/sagas".to_owned(), query_pairs(query))
     }
 
     /// `GET /sagas/{id}`: state, steps and events.
-    pub(crate) fn detail(&self, id: SagaId) -> Result<Value, ApiError> {
-        let url = self.url(&format!("/sagas/{id}"));
-        finish("GET", url.clone(), self.agent.get(&url).call())
+    pub(crate) fn detail(&self, id: SagaId) -> Result<SagaDetail, ClientError> {
+        self.get(format!("/sagas/{id}"), Vec::new())
     }
 
     /// `GET /sagas/{id}/state?at_seq=N`: the state as it was after event `seq`.
-    pub(crate) fn state_at_seq(&self, id: SagaId, seq: u64) -> Result<Value, ApiError> {
-        let url = self.url(&format!("/sagas/{id}/state"));
-        finish("GET", url.clone(), self.agent.get(&url).query("at_seq", seq.to_string()).call())
+    pub(crate) fn state_at_seq(&self, id: SagaId, seq: u64) -> Result<SagaStateBody, ClientError> {
+        self.get(format!("/sagas/{id}/state"), query_pairs(&StateQuery { at_seq: Some(seq), at: None }))
     }
 
     /// `POST /sagas/{id}/{verb}` with `{"reason"}` and the bearer token.
-    pub(crate) fn operate(&self, id: SagaId, verb: &str, reason: &str) -> Result<Value, ApiError> {
+    pub(crate) fn operate(&self, id: SagaId, verb: &str, reason: &str) -> Result<SagaStatusBody, ClientError> {
         let url = self.url(&format!("/sagas/{id}/{verb}"));
         let mut request = self.agent.post(&url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        finish("POST", url, request.send_json(json!({ "reason": reason })))
+        finish("POST", url, request.send_json(VerbBody { reason: reason.to_owned() }))
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: String, query: Vec<(String, String)>) -> Result<T, ClientError> {
+        let url = self.url(&path);
+        let mut request = self.agent.get(&url);
+        for (key, value) in query {
+            request = request.query(key, value);
+        }
+        finish("GET", url, request.call())
     }
 
     fn url(&self, path: &str) -> String {
@@ -134,30 +107,30 @@ impl OpsClient {
     }
 }
 
-/// The JSON body of a 2xx answer, or the error: the one place statuses
-/// and transport failures become [`ApiError`]s.
-fn finish(method: &'static str, url: String, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ApiError> {
-    let mut response = result.map_err(|e| ApiError::Transport { url: url.clone(), reason: e.to_string() })?;
+/// The typed body of a 2xx answer, or the error: the one place statuses
+/// and transport failures become [`ClientError`]s.
+fn finish<T: DeserializeOwned>(
+    method: &'static str,
+    url: String,
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<T, ClientError> {
+    let mut response = result.map_err(|e| ClientError::Transport { url: url.clone(), reason: e.to_string() })?;
     let status = response.status();
     let text = response
         .body_mut()
         .with_config()
         .limit(RESPONSE_BYTES_MAX)
         .read_to_string()
-        .map_err(|e| ApiError::Transport { url: url.clone(), reason: format!("reading the answer: {e}") })?;
-    let body: Option<Value> = serde_json::from_str(&text).ok();
-    match (status.is_success(), body) {
-        (true, Some(body)) => Ok(body),
-        (true, None) => Err(ApiError::Transport { url, reason: format!("{status} with a body that is not JSON") }),
-        (false, body) => {
-            let field = |key: &str| body.as_ref().and_then(|b| b[key].as_str()).map(str::to_owned);
-            Err(ApiError::Status {
-                method,
-                url,
-                status: status.as_u16(),
-                error: field("error").unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase()),
-                detail: field("detail").unwrap_or_else(|| text.chars().take(200).collect()),
-            })
-        }
+        .map_err(|e| ClientError::Transport { url: url.clone(), reason: format!("reading the answer: {e}") })?;
+    if status.is_success() {
+        return serde_json::from_str(&text)
+            .map_err(|e| ClientError::Transport { url, reason: format!("{status} with a body that is not the JSON expected: {e}") });
     }
+    // Not every error comes from jetsaga (a proxy's, say): then the status
+    // names the error and the start of the body explains it.
+    let (error, detail) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(ErrorBody { error, detail }) => (error, detail),
+        Err(_) => (status.canonical_reason().unwrap_or("error").to_lowercase(), text.chars().take(200).collect()),
+    };
+    Err(ClientError::Status { method, url, status: status.as_u16(), error, detail })
 }

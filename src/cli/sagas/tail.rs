@@ -10,10 +10,10 @@ use clap::Args;
 use serde_json::Value;
 
 use super::view;
-use crate::cli::timeline;
+use crate::cli::{timeline, NatsArgs};
 use crate::saga::SagaId;
 use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
-use crate::wire::Subjects;
+use crate::wire::{EventBody, Subjects};
 
 /// Tries to reach NATS before giving up (a tail is interactive: fail fast).
 const CONNECT_ATTEMPTS_MAX: u32 = 2;
@@ -27,19 +27,15 @@ pub(super) struct TailArgs {
     /// Only events of this saga.
     #[arg(long, value_name = "ID", value_parser = super::parse_id)]
     saga: Option<SagaId>,
-    /// The NATS server.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
-    /// Subject prefix, as given to `jetsaga serve`.
-    #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
-    subject_prefix: String,
+    #[command(flatten)]
+    nats: NatsArgs,
 }
 
 /// Follows events until Ctrl-C.
 pub(super) fn run(args: TailArgs, json: bool) -> anyhow::Result<ExitCode> {
     let filter = format!(
         "{}.event.{}.{}",
-        args.subject_prefix,
+        args.nats.subject_prefix,
         args.saga_type.as_deref().unwrap_or("*"),
         args.saga.map_or_else(|| "*".to_owned(), |id| id.to_string())
     );
@@ -49,38 +45,45 @@ pub(super) fn run(args: TailArgs, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn follow(args: TailArgs, filter: String, json: bool) -> anyhow::Result<()> {
+    let NatsArgs { nats_url, subject_prefix } = args.nats;
     let config = JetStreamConfig {
-        url: args.nats_url.clone(),
-        prefix: Subjects::new(&args.subject_prefix),
+        url: nats_url.clone(),
+        prefix: Subjects::new(&subject_prefix),
         connect_attempts_max: CONNECT_ATTEMPTS_MAX,
         ..JetStreamConfig::default()
     };
-    let transport = JetStreamTransport::attach(config).await.with_context(|| format!("cannot reach NATS at {}", args.nats_url))?;
-    let mut events = transport.follow_events(&filter).await.with_context(|| {
-        format!("cannot follow events at {} (is `jetsaga serve` running with prefix {:?}?)", args.nats_url, args.subject_prefix)
-    })?;
-    eprintln!("following {filter} on {} (Ctrl-C to stop)", args.nats_url);
+    let transport = JetStreamTransport::attach(config).await.with_context(|| format!("cannot reach NATS at {nats_url}"))?;
+    let mut events = transport
+        .follow_events(&filter)
+        .await
+        .with_context(|| format!("cannot follow events at {nats_url} (is `jetsaga serve` running with prefix {subject_prefix:?}?)"))?;
+    eprintln!("following {filter} on {nats_url} (Ctrl-C to stop)");
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             body = events.recv() => match body {
                 Some(body) => println!("{}", line(&body, json)),
-                None => return Err(anyhow!("the connection to NATS at {} ended", args.nats_url)),
+                None => return Err(anyhow!("the connection to NATS at {nats_url} ended")),
             },
         }
     }
 }
 
 /// One event as a line: time, saga id, event type, step/kind/attempt and
-/// what happened (or the body as compact JSON).
+/// what happened (or the body as compact JSON). A body that is not an
+/// event is shown as it came.
 fn line(body: &[u8], json: bool) -> String {
-    let Ok(event) = serde_json::from_slice::<Value>(body) else {
-        return String::from_utf8_lossy(body).into_owned();
+    let as_it_came = || String::from_utf8_lossy(body).into_owned();
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return as_it_came();
     };
     if json {
-        return event.to_string();
+        return value.to_string();
     }
-    let (at, id, event_type) = (view::text(&event["at"]), view::text(&event["saga_id"]), view::text(&event["type"]));
+    let Ok(EventBody { saga_id, event, .. }) = serde_json::from_value::<EventBody>(value) else {
+        return as_it_came();
+    };
+    let (at, event_type) = (&event.at, &event.event_type);
     let what = match view::recorded(&event) {
         Ok(recorded) => {
             let row = timeline::rows(&[recorded]).remove(0);
@@ -92,7 +95,7 @@ fn line(body: &[u8], json: bool) -> String {
         }
         Err(error) => format!("({error})"),
     };
-    format!("{at}  {id}  {event_type:<20}  {what}")
+    format!("{at}  {saga_id}  {event_type:<20}  {what}")
 }
 
 #[cfg(test)]

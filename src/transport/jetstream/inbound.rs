@@ -5,11 +5,10 @@
 //! For each message, in order: check its size and subject, parse it with
 //! [`wire`]; a good one becomes a [`Delivery`] whose [`Ack`] acks the
 //! message when the engine fires it (after the commit); a bad one is
-//! poison: logged, handed to the [`PoisonSink`], counted, then acked so it
-//! never blocks the consumer.
+//! poison: handed to the [`PoisonSink`] (which keeps, counts and logs it),
+//! then acked so it never blocks the consumer.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 
 use async_nats::jetstream::Message;
 use tokio::sync::mpsc;
@@ -88,9 +87,7 @@ impl JetStreamTransport {
                 tx.send(delivery).await.map_err(|_| Closed)
             }
             Err(reason) => {
-                tracing::warn!(%subject, %reason, bytes = message.payload.len(), "poison message");
                 poison.poison(&subject, &reason, &message.payload).await;
-                self.poison_count.fetch_add(1, Ordering::Relaxed);
                 if let Err(error) = message.ack().await {
                     tracing::warn!(%subject, %error, "cannot ack a poison message; it will come back");
                 }

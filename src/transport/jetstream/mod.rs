@@ -20,7 +20,6 @@ pub use participant::reply_message_id;
 pub use streams::{StoredMessage, StreamKind, StreamState};
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use async_nats::jetstream::{self, Context};
 use async_nats::{ConnectOptions, HeaderMap};
 use bytes::Bytes;
 
-use super::{Transport, TransportError};
+use super::{EventSink, Transport, TransportError};
 use crate::saga::{Command, Recorded, SagaId};
 use crate::wire::{self, Subjects};
 
@@ -43,8 +42,19 @@ pub const CONNECT_ATTEMPTS_MAX: u32 = 10;
 pub const PUBLISH_ATTEMPTS_MAX: u32 = 5;
 /// Most commands waiting for one participant task.
 pub const COMMAND_QUEUE_MAX: usize = 1_024;
+/// First pause after a failed connect attempt; it doubles up to [`CONNECT_DELAY_MAX`].
+const CONNECT_DELAY_FIRST: Duration = Duration::from_millis(250);
 /// Longest pause between two connect attempts.
 const CONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
+/// Pause after the n-th failed publish of one message is n times this.
+const PUBLISH_RETRY_STEP: Duration = Duration::from_millis(100);
+/// How long a delivered message may stay unacked before redelivery, by
+/// default (`serve --ack-wait`); the engine's restart grace uses the same.
+pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+/// How long the broker remembers a message id, by default.
+pub const DUPLICATE_WINDOW_DEFAULT: Duration = Duration::from_secs(120);
+/// How long one publish waits for the broker's ack, by default.
+pub const PUBLISH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 
 /// How to reach the broker and how to set up streams and consumers.
 #[derive(Debug, Clone)]
@@ -93,18 +103,18 @@ impl Default for JetStreamConfig {
             url: "nats://127.0.0.1:4222".to_owned(),
             prefix: Subjects::default(),
             replicas: 1,
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: DUPLICATE_WINDOW_DEFAULT,
             credentials_file: None,
             nkey_seed: None,
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
             require_tls: false,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: ACK_WAIT_DEFAULT,
             max_deliver: MAX_DELIVER_DEFAULT,
             max_ack_pending: MAX_ACK_PENDING,
             message_bytes_max: wire::MESSAGE_BYTES_MAX,
-            publish_timeout: Duration::from_secs(5),
+            publish_timeout: PUBLISH_TIMEOUT_DEFAULT,
             publish_attempts_max: PUBLISH_ATTEMPTS_MAX,
             connect_attempts_max: CONNECT_ATTEMPTS_MAX,
             consumer_prefix: None,
@@ -126,13 +136,17 @@ fn sanitise(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
 }
 
-/// The JetStream transport. Cheap to clone; clones share the connection
-/// and the poison counter.
+/// The JetStream transport. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct JetStreamTransport {
     context: Context,
     config: Arc<JetStreamConfig>,
-    poison_count: Arc<AtomicU64>,
+}
+
+impl EventSink for JetStreamTransport {
+    async fn publish(&self, saga_type: &str, saga_id: SagaId, recorded: &Recorded) -> Result<(), TransportError> {
+        self.publish_event(saga_type, recorded, saga_id).await
+    }
 }
 
 impl std::fmt::Debug for JetStreamTransport {
@@ -158,7 +172,7 @@ impl JetStreamTransport {
     pub async fn attach(config: JetStreamConfig) -> Result<Self, TransportError> {
         let client = connect_with_retry(&config).await?;
         let context = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client);
-        Ok(Self { context, config: Arc::new(config), poison_count: Arc::default() })
+        Ok(Self { context, config: Arc::new(config) })
     }
 
     /// The configuration it was connected with.
@@ -169,11 +183,6 @@ impl JetStreamTransport {
     /// The subjects it publishes and consumes.
     pub fn subjects(&self) -> &Subjects {
         &self.config.prefix
-    }
-
-    /// Poison messages acknowledged by [`Self::run_inbound`] so far (all clones).
-    pub fn poison_count(&self) -> u64 {
-        self.poison_count.load(Ordering::Relaxed)
     }
 
     /// Publishes a committed event on `<prefix>.event.<saga_type>.<saga_id>`
@@ -219,7 +228,7 @@ impl JetStreamTransport {
                 }
             }
             if attempt < attempts_max {
-                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+                tokio::time::sleep(PUBLISH_RETRY_STEP * attempt).await;
             }
         }
         Err(TransportError::Publish(format!("{subject}: {last_error} (after {attempts_max} attempts)")))
@@ -276,7 +285,7 @@ async fn connect_options(config: &JetStreamConfig) -> Result<ConnectOptions, Tra
 /// Connects, retrying with a doubling pause (at most [`CONNECT_DELAY_MAX`]).
 async fn connect_with_retry(config: &JetStreamConfig) -> Result<async_nats::Client, TransportError> {
     let attempts_max = config.connect_attempts_max.max(1);
-    let mut delay = Duration::from_millis(250);
+    let mut delay = CONNECT_DELAY_FIRST;
     let mut last_error = String::new();
     for attempt in 1..=attempts_max {
         match connect_options(config).await?.connect(config.url.as_str()).await {

@@ -1,0 +1,2 @@
+-- Writers run side by side; each locks the rows of the sagas it appends to.
+BEGIN

@@ -1,0 +1,1 @@
+SELECT tx, position FROM relay_checkpoints WHERE relay = $1

@@ -1,0 +1,96 @@
+//! Unit tests of the wire formats: subjects, starts, commands, replies, events.
+
+use super::*;
+use crate::saga::{self, Recorded};
+use serde_json::json;
+
+#[test]
+fn subjects_and_tokens() {
+    let s = Subjects::new("saga");
+    assert_eq!(s.start("trip"), "saga.start.trip");
+    assert_eq!(s.reply("hotels"), "saga.reply.hotels");
+    assert_eq!(s.all("cmd"), "saga.cmd.>");
+    assert_eq!(s.commands_for("hotels"), "saga.cmd.hotels.>");
+    assert_eq!(s.token("reply", "saga.reply.hotels"), Some("hotels"));
+    assert_eq!(s.token("start", "saga.start.trip_booking"), Some("trip_booking"));
+    assert_eq!(s.token("reply", "other.reply.hotels"), None);
+    assert_eq!(Subjects::new("t1.saga").token("cmd", "t1.saga.cmd.hotels.reserve"), Some("hotels"));
+}
+
+#[test]
+fn replies_parse_or_are_poison_with_a_reason() {
+    let id = "0190a5c4-0000-7000-8000-000000000001";
+    let good = json!({"saga_id": id, "step": "hotel", "kind": "action", "attempt": 2, "status": "ok", "output": {"room": 7}});
+    let (saga_id, reply) = parse_reply("hotels", good.to_string().as_bytes()).expect("valid");
+    assert_eq!(saga_id.to_string(), id);
+    assert_eq!((reply.attempt, reply.status, reply.participant.as_str()), (2, ReplyStatus::Ok, "hotels"));
+    let cases: [(&[u8], &str); 5] = [
+        (b"not json", "not valid JSON"),
+        (br#"{"saga_id": "nope", "step": "a", "kind": "action", "attempt": 1, "status": "ok"}"#, "is not a UUID"),
+        (
+            br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "a", "kind": "undo", "attempt": 1, "status": "ok"}"#,
+            "expected shape",
+        ),
+        (
+            br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "a", "kind": "action", "status": "ok"}"#,
+            "missing field `attempt`",
+        ),
+        (
+            br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "a", "kind": "action", "attempt": 1, "status": "maybe"}"#,
+            "expected shape",
+        ),
+    ];
+    for (bytes, why) in cases {
+        let err = parse_reply("hotels", bytes).expect_err("poison");
+        assert!(err.reason.contains(why), "{why}: {}", err.reason);
+    }
+    let big = vec![b' '; MESSAGE_BYTES_MAX + 1];
+    assert!(parse_reply("hotels", &big).expect_err("too big").reason.contains("limit"));
+    assert!(parse_reply("Bad Name", good.to_string().as_bytes()).is_err());
+}
+
+#[test]
+fn starts_take_an_optional_id() {
+    let start = parse_start("trip", br#"{"input": {"x": 1}}"#).expect("valid");
+    assert_eq!((start.saga_id, start.input), (None, json!({"x": 1})));
+    let start = parse_start("trip", br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001"}"#).expect("valid");
+    assert!(start.saga_id.is_some());
+    assert!(parse_start("trip", br#"{"saga_id": 5}"#).is_err());
+}
+
+#[test]
+fn a_command_round_trips_through_its_body() {
+    let id = SagaId::parse("0190a5c4-0000-7000-8000-000000000001").expect("uuid");
+    let command = Command {
+        saga_id: id,
+        saga_type: crate::definition::SagaType::parse("trip").expect("name"),
+        step: crate::definition::StepName::parse("hotel").expect("name"),
+        participant: Participant::parse("hotels").expect("name"),
+        kind: Kind::Compensation,
+        action: crate::definition::ActionName::parse("cancel").expect("name"),
+        attempt: 3,
+        idempotency_key: saga::idempotency_key(id, "hotel", Kind::Compensation),
+        message_id: saga::message_id(id, "hotel", Kind::Compensation, 3),
+        payload: json!({"input": {}, "results": {}}),
+    };
+    let body = parse_command(&command_body(&command)).expect("parses");
+    assert_eq!((body.kind, body.action.as_str(), body.attempt), (Kind::Compensation, "cancel", 3));
+    assert_eq!(Subjects::default().command(&command), "saga.cmd.hotels.cancel");
+    let reply = ReplyBody::failed(&body, "no such booking");
+    let (_, parsed) = parse_reply("hotels", &reply_body(&reply)).expect("parses");
+    assert_eq!((parsed.status, parsed.error.as_deref()), (ReplyStatus::Failed, Some("no such booking")));
+}
+
+#[test]
+fn events_carry_type_time_and_data() {
+    let id = SagaId::parse("0190a5c4-0000-7000-8000-000000000001").expect("uuid");
+    let recorded = Recorded { seq: 4, at_ms: 1_767_225_600_123, event: saga::SagaEvent::SagaCompleted {} };
+    let body: Value = serde_json::from_slice(&event_body(id, "trip", &recorded)).expect("json");
+    assert_eq!(body["type"], "saga_completed");
+    assert_eq!(body["at"], "2026-01-01T00:00:00.123Z");
+    assert_eq!(body["seq"], 4);
+    assert_eq!(event_message_id(id, 4), format!("{id}:4"));
+    assert_eq!(traceparent(id, 1).len(), 55);
+    let typed: EventBody = serde_json::from_value(body).expect("reads back as an event body");
+    assert_eq!((typed.saga_id, typed.saga_type.as_str(), typed.event), (id, "trip", EventEntry::of(&recorded)));
+}
