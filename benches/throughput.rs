@@ -1,40 +1,28 @@
 //! Throughput of `trip_booking` over NATS JetStream + PostgreSQL.
 //!
 //! `cargo bench --bench throughput` (env `SAGAS`, default 2000; `NATS_URL`,
-//! `DATABASE_URL` as for the tests). Runs the engine, the inbound
-//! consumers, the event relay and always-succeeding simulated participants
-//! in one process against the local servers, starts the sagas as fast as
+//! `DATABASE_URL` as for the tests). Runs the orchestrator as `serve`
+//! assembles it (`Orchestrator::build`: engine, inbound consumers, event
+//! relay) and always-succeeding simulated participants in one process
+//! against the local servers, starts the sagas as fast as
 //! the engine takes them, and prints completed sagas per second and the
 //! p50/p99 saga latency (first to last event). The baselines, measured in
 //! the same run on the same servers: sequential single-event appends to
 //! PostgreSQL (fsync-bound commits), and sequential JetStream publishes
 //! awaiting their acks.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jetsaga::definition::Catalog;
+use jetsaga::orchestrator::{Orchestrator, OrchestratorConfig};
 use jetsaga::participant::{spawn_simulated, EffectLedger, SimulationConfig};
-use jetsaga::runtime::poison::StorePoison;
-use jetsaga::runtime::relay::{self, EventSink, RelayLag};
-use jetsaga::runtime::{Clock, Engine, EngineConfig, INBOUND_QUEUE_MAX};
 use jetsaga::saga::{Recorded, SagaEvent, SagaId, Status};
-use jetsaga::store::{Append, CommittedEvent, EventStore, PostgresStore, SagaSummary};
+use jetsaga::store::{Append, EventStore, PostgresStore, SagaSummary};
 use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
-use jetsaga::transport::TransportError;
 use jetsaga::wire::Subjects;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
 
 const TRIP: &str = include_str!("../sagas/trip_booking.toml");
-
-struct Events(JetStreamTransport);
-
-impl EventSink for Events {
-    async fn publish(&self, event: &CommittedEvent) -> Result<(), TransportError> {
-        self.0.publish_event(&event.saga_type, &event.recorded, event.saga_id).await
-    }
-}
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -58,33 +46,19 @@ async fn main() {
         prefix: Subjects::new(&format!("{tag}.saga")),
         ..JetStreamConfig::default()
     };
-    let transport = JetStreamTransport::connect(config).await.expect("NATS JetStream (run scripts/services)");
-
+    // The baselines first, before the orchestrator and its relay run.
+    let transport = JetStreamTransport::connect(config.clone()).await.expect("NATS JetStream (run scripts/services)");
     let commits_per_s = baseline_postgres(&store, 500).await;
     let publishes_per_s = baseline_jetstream(&transport, &tag, 1_000).await;
 
     let catalog = Catalog::from_sources([("trip_booking.toml".to_string(), TRIP.to_string())]).expect("trip_booking");
-    let (stop, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let orchestrator =
+        Orchestrator::build(&catalog, store.clone(), None, OrchestratorConfig::jetstream(config)).await.expect("the orchestrator starts");
     let participants = SimulationConfig { latency: Duration::ZERO, ..SimulationConfig::default() };
-    spawn_simulated(transport.clone(), participants, EffectLedger::new(), stopped()).await.expect("participants");
-    let engine = Engine::new(store.clone(), transport.clone(), &catalog, EngineConfig::default()).await.expect("engine");
-    let handle = engine.handle();
-    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let poison = StorePoison::new(store.clone(), engine.metrics());
-    let (t, s) = (transport.clone(), stopped());
-    tokio::spawn(async move { t.run_inbound(tx, poison, s).await });
-    let (st, t, s) = (store.clone(), transport.clone(), stopped());
-    tokio::spawn(async move {
-        let clock = Clock::system();
-        relay::run(st, Events(t), "saga_events", Arc::new(RelayLag::default()), move || clock.now_ms(), s).await
-    });
-    tokio::spawn(engine.run(inbound, stopped()));
+    let simulated = spawn_simulated(orchestrator.transport().clone(), participants, EffectLedger::new(), orchestrator.stopping())
+        .await
+        .expect("participants");
+    let handle = orchestrator.handle();
 
     let started = Instant::now();
     let ids: Vec<SagaId> = (0..sagas).map(|n| SagaId::from_u128(0x0190_c000_0000_7000_8000_0000_0000_0000 | n)).collect();
@@ -128,8 +102,10 @@ async fn main() {
     );
     println!("  saga messages/s ÷ publishes/s      {:>6.2}  (10 broker messages per saga)", messages_per_s / publishes_per_s);
 
-    let _ = stop.send(true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
+    for participant in simulated {
+        participant.await.expect("a participant task").expect("a participant served");
+    }
     let _ = transport.delete_streams().await;
     store.close().await;
     drop_schema(&database_url, &tag).await;

@@ -1,9 +1,11 @@
 //! The in-process transport: commands go to participant tasks over
 //! channels, replies come back on the engine's inbound channel.
 //!
-//! Used by `jetsaga demo` and by tests of the runtime. Like a broker with
-//! no subscriber, a command for a participant nobody registered is dropped
-//! (and logged); the step's timeout turns that into a retry.
+//! Used by `jetsaga demo` and by tests of the runtime. Like a stream on a
+//! broker, each participant's queue holds the commands sent before the
+//! participant subscribes (up to [`PARTICIPANT_QUEUE_MAX`]; beyond, a
+//! command is dropped and logged, and the step's timeout turns that into a
+//! retry).
 //!
 //! Participants use its [`ParticipantTransport`] side (the SDK's
 //! `participant::serve`): `commands` registers the participant and hands
@@ -27,8 +29,25 @@ pub const PARTICIPANT_QUEUE_MAX: usize = 1_024;
 /// The in-process transport. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct MemoryTransport {
-    routes: Arc<RwLock<HashMap<String, mpsc::Sender<Command>>>>,
+    routes: Arc<RwLock<HashMap<String, Route>>>,
     inbound: mpsc::Sender<Delivery>,
+}
+
+/// One participant's queue. Like a stream on a broker, it exists before
+/// anyone consumes it: commands sent before the participant subscribes
+/// (recovery re-sends at once) wait in it, up to [`PARTICIPANT_QUEUE_MAX`].
+#[derive(Debug)]
+struct Route {
+    tx: mpsc::Sender<Command>,
+    /// The consuming end, until a participant takes it.
+    rx: Option<mpsc::Receiver<Command>>,
+}
+
+impl Route {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel(PARTICIPANT_QUEUE_MAX);
+        Self { tx, rx: Some(rx) }
+    }
 }
 
 impl MemoryTransport {
@@ -37,13 +56,16 @@ impl MemoryTransport {
         Self { routes: Arc::default(), inbound }
     }
 
-    /// Registers a participant; its commands arrive on the returned channel.
+    /// Registers a participant; its commands (those queued before too)
+    /// arrive on the returned channel. Registering again replaces the
+    /// earlier subscriber.
     fn register(&self, participant: &str) -> mpsc::Receiver<Command> {
-        let (tx, rx) = mpsc::channel(PARTICIPANT_QUEUE_MAX);
-        if let Ok(mut routes) = self.routes.write() {
-            routes.insert(participant.to_owned(), tx);
+        let mut routes = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let route = routes.entry(participant.to_owned()).or_insert_with(Route::new);
+        if route.rx.is_none() {
+            *route = Route::new();
         }
-        rx
+        route.rx.take().unwrap_or_else(|| mpsc::channel(1).1)
     }
 
     /// Delivers any inbound message (a start, a reply) to the orchestrator.
@@ -55,17 +77,23 @@ impl MemoryTransport {
 
 impl Transport for MemoryTransport {
     async fn send(&self, command: &Command) -> Result<(), TransportError> {
-        let route = self.routes.read().ok().and_then(|routes| routes.get(command.participant.as_str()).cloned());
-        match route {
-            Some(tx) => tx
+        let (tx, subscribed) = {
+            let mut routes = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let route = routes.entry(command.participant.to_string()).or_insert_with(Route::new);
+            (route.tx.clone(), route.rx.is_none())
+        };
+        if subscribed {
+            return tx
                 .send(command.clone())
                 .await
-                .map_err(|_| TransportError::Publish(format!("participant {} has stopped", command.participant))),
-            None => {
-                tracing::warn!(participant = %command.participant, "no participant registered; the command is lost and will time out");
-                Ok(())
-            }
+                .map_err(|_| TransportError::Publish(format!("participant {} has stopped", command.participant)));
         }
+        // Nobody consumes yet: queue without waiting; a full queue loses the
+        // command, which the step's timeout turns into a retry.
+        if tx.try_send(command.clone()).is_err() {
+            tracing::warn!(participant = %command.participant, "no participant consumes and its queue is full; the command is lost and will time out");
+        }
+        Ok(())
     }
 
     fn message_bytes_max(&self) -> Option<usize> {

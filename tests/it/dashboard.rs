@@ -1,7 +1,7 @@
 //! The operator's dashboard (`GET /ui`) end to end in headless Chromium:
-//! the engine and the ops API on a real port, SQLite, in-process
-//! participants, and a browser driven over WebDriver by a tiny HTTP/1.1
-//! client below (no browser-automation crate). One saga gets stuck because
+//! an app of the harness (the order over SQLite, in-process participants)
+//! and a browser driven over WebDriver by a tiny client below, on the
+//! harness's HTTP helper (no browser-automation crate). One saga gets stuck because
 //! its payment never answers; the operator finds it with the `stuck` filter,
 //! opens it, presses Retry (a wrong token first), and watches it complete.
 //! Chromium and chromedriver come from `scripts/services`; without them this
@@ -13,126 +13,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jetsaga::definition::Catalog;
-use jetsaga::ops::{self, Ops, Readiness};
-use jetsaga::runtime::{Engine, EngineConfig, INBOUND_QUEUE_MAX};
-use jetsaga::saga::{Reply, ReplyStatus, SagaId, Status};
-use jetsaga::store::{EventStore, SqliteStore};
-use jetsaga::transport::MemoryTransport;
+use jetsaga::saga::Status;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+
+use crate::support::{self, answer, app, TestApp, TOKEN, WAIT_MAX};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const TOKEN: &str = "s3cret";
-/// How long the page may take to show something (it refreshes every 2 s).
-const WAIT_MAX: Duration = Duration::from_secs(20);
-/// How long one WebDriver call may take (starting Chromium is the slowest).
-const CALL_MAX: Duration = Duration::from_secs(60);
 /// The WebDriver key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// The saga whose payment stays silent until payments is back.
 const STUCK: &str = "0190a5c4-0000-7000-8000-00000000d0a1";
+/// The saga that completes.
 const DONE: &str = "0190a5c4-0000-7000-8000-00000000d0a2";
 
-/// Stock (compensatable), then the payment (the pivot), then shipping.
-const ORDER: &str = r#"name = "order"
-version = 1
-[defaults]
-timeout = "300ms"
-retry = { max_attempts = 2, backoff = "20ms", max_backoff = "50ms" }
-[[steps]]
-name = "reserve"
-participant = "stock"
-action = "reserve"
-compensation = "release"
-[[steps]]
-name = "charge"
-participant = "payments"
-action = "charge"
-[[steps]]
-name = "ship"
-participant = "shipping"
-action = "ship"
-"#;
-
-struct Server {
-    base: String,
-    store: SqliteStore,
-    _stop: oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-/// The engine and the ops API on 127.0.0.1:<free port>. Payments stays
-/// silent for the `STUCK` saga until `payments_up` is set.
-async fn serve(payments_up: Arc<AtomicBool>) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("ui.db").to_str().expect("utf-8")).await.expect("sqlite");
-    let catalog = Catalog::from_sources([("order.toml".to_string(), ORDER.to_string())]).expect("valid");
-    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let transport = MemoryTransport::new(tx);
-    let stuck = SagaId::parse(STUCK).expect("uuid");
-    for name in ["stock", "payments", "shipping"] {
-        let (mut commands, transport, payments_up) = (transport.register(name), transport.clone(), payments_up.clone());
-        tokio::spawn(async move {
-            while let Some(c) = commands.recv().await {
-                if c.participant.as_str() == "payments" && c.saga_id == stuck && !payments_up.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let reply = Reply {
-                    participant: c.participant.clone(),
-                    step: c.step.to_string(),
-                    kind: c.kind,
-                    attempt: c.attempt,
-                    status: ReplyStatus::Ok,
-                    output: Some(json!({ "ref": format!("{}-{}", c.step, c.attempt) })),
-                    error: None,
-                };
-                let _ = transport.reply(&c, reply).await;
-            }
-        });
-    }
-    let config = EngineConfig { ack_wait_ms: 100, ..EngineConfig::default() };
-    let engine = Engine::new(store.clone(), transport, &catalog, config).await.expect("engine");
-    let readiness = Arc::new(Readiness::default());
-    readiness.all_ready();
-    let ops = Ops {
-        engine: engine.handle(),
-        store: store.clone(),
-        definitions: engine.definitions(),
-        readiness,
-        metrics: engine.metrics(),
-        token: Some(TOKEN.into()),
-        relay_lag: std::sync::Arc::default(),
-    };
-    let handle = engine.handle();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(engine.run(inbound, async move {
-        let _ = stopped.await;
-    }));
+/// The order (`tests/fixtures/sagas/order.toml`) with its two sagas
+/// started; payments stays silent for `STUCK` until `payments_up` is set.
+async fn orders(payments_up: Arc<AtomicBool>) -> TestApp {
+    let payments = answer(move |c| (c.saga_id != STUCK || payments_up.load(Ordering::SeqCst)).then_some(true));
+    let app = app(&["order"]).participant("payments", payments).spawn().await;
     for id in [STUCK, DONE] {
-        let id = SagaId::parse(id).expect("uuid");
-        handle.start("order", Some(id), json!({ "sku": "tea", "qty": 2 })).await.expect("start");
+        app.handle.start("order", Some(id.parse().expect("uuid")), json!({ "sku": "tea", "qty": 2 })).await.expect("start");
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    // The API lives as long as the test's runtime.
-    tokio::spawn(ops::serve(listener, ops::router(ops), std::future::pending()));
-    Server { base, store, _stop: stop, _dir: dir }
-}
-
-async fn wait_for_status(store: &SqliteStore, id: &str, status: Status) {
-    let id = SagaId::parse(id).expect("uuid");
-    let started = Instant::now();
-    while started.elapsed() < WAIT_MAX {
-        if store.summary(id).await.expect("summary").is_some_and(|s| s.status == status) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("saga {id} did not become {status:?}");
+    app
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,16 +45,16 @@ async fn an_operator_finds_a_stuck_saga_and_retries_it_from_the_dashboard() {
         assert!(Path::new(path).exists(), "{path} is missing: run scripts/services (as root) to install {what}");
     }
     let payments_up = Arc::new(AtomicBool::new(false));
-    let server = serve(payments_up.clone()).await;
-    wait_for_status(&server.store, STUCK, Status::Stuck).await;
-    wait_for_status(&server.store, DONE, Status::Completed).await;
+    let app = orders(payments_up.clone()).await;
+    app.wait_for(STUCK.parse().expect("uuid"), Status::Stuck).await;
+    app.wait_for(DONE.parse().expect("uuid"), Status::Completed).await;
 
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().expect("profile dir");
     let browser = driver.session(profile.path()).await;
 
     // The list: every saga, then only the stuck one.
-    browser.goto(&format!("{}/ui", server.base)).await;
+    browser.goto(&format!("{}/ui", app.url)).await;
     browser.wait_js("return rows().sort().join(' ')", &format!("{STUCK} {DONE}")).await;
     browser.click("[data-testid=filter-stuck]").await;
     browser.wait_js("return rows().join(' ')", STUCK).await;
@@ -208,6 +112,7 @@ async fn an_operator_finds_a_stuck_saga_and_retries_it_from_the_dashboard() {
     std::fs::create_dir_all(&target).expect("target dir");
     std::fs::write(target.join("dashboard.png"), png).expect("screenshot written");
     browser.quit().await;
+    app.stop().await;
 }
 
 // ---- a minimal WebDriver client ------------------------------------------------
@@ -372,51 +277,16 @@ impl Drop for Browser {
     /// After a panic: close the session so Chromium does not outlive the test.
     fn drop(&mut self) {
         if self.open {
-            use std::io::Write as _;
-            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                let request = format!("DELETE {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", self.path);
-                let _ = stream.write_all(request.as_bytes());
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = std::io::Read::read(&mut stream, &mut [0; 512]);
-            }
+            let _ = support::exchange("DELETE", &format!("http://127.0.0.1:{}{}", self.port, self.path), None, None);
         }
     }
 }
 
-/// One HTTP/1.1 exchange with chromedriver: JSON in, status and JSON out.
+/// One exchange with chromedriver: JSON in, status and JSON out.
 async fn call(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-                let status = head.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()).ok_or(format!("bad status line: {head}"))?;
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|n| n.trim().parse::<usize>().ok())
-                    .ok_or(format!("no Content-Length in {head}"))?;
-                if raw.len() >= end + 4 + length {
-                    return Ok((status, serde_json::from_slice(&raw[end + 4..end + 4 + length]).unwrap_or(Value::Null)));
-                }
-            }
-            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err(format!("chromedriver closed the connection after {} bytes", raw.len()));
-            }
-            raw.extend_from_slice(&chunk[..n]);
-        }
-    };
-    tokio::time::timeout(CALL_MAX, exchange).await.map_err(|_| format!("{method} {path}: no answer within {CALL_MAX:?}"))?
+    let body = body.map(Value::to_string);
+    let (status, text) = support::http(method, &format!("http://127.0.0.1:{port}{path}"), body.as_deref(), None).await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
 /// Standard base64 (WebDriver's screenshots), without a crate for it.

@@ -4,7 +4,8 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jetsaga::store::PostgresStore;
 use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
@@ -18,10 +19,13 @@ pub fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A name no other test (or test run) uses: `<tag>_<pid>_<n>`.
+/// A name no other test (or test run, even with the same pid) uses:
+/// `<tag>_<pid>_<n>_<ms of the run's start, mod 10^6>`.
 pub fn unique(tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    static RUN: OnceLock<u128> = OnceLock::new();
+    let run = RUN.get_or_init(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() % 1_000_000));
+    format!("{tag}_{}_{}_{run}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A PostgreSQL store in a fresh schema, migrated.
@@ -80,7 +84,7 @@ impl Serve {
             if let Some(status) = self.child.try_wait().expect("child status") {
                 panic!("jetsaga serve exited early: {status}");
             }
-            if http_status(self.port, "/readyz").await == Some(200) {
+            if self.http_get("/readyz").await.is_ok_and(|(status, _)| status == 200) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -102,7 +106,11 @@ impl Serve {
 
     /// `GET path`, body as text.
     pub async fn get(&self, path: &str) -> String {
-        http_get(self.port, path).await.unwrap_or_default()
+        self.http_get(path).await.map(|(_, text)| text).unwrap_or_default()
+    }
+
+    async fn http_get(&self, path: &str) -> Result<(u16, String), String> {
+        crate::support::http("GET", &format!("http://127.0.0.1:{}{path}", self.port), None, None).await
     }
 }
 
@@ -114,18 +122,4 @@ impl Drop for Serve {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    Some(text)
-}
-
-async fn http_status(port: u16, path: &str) -> Option<u16> {
-    let text = http_get(port, path).await?;
-    text.split_whitespace().nth(1)?.parse().ok()
 }

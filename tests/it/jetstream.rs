@@ -6,9 +6,8 @@
 //! server the tests fail, loudly: a skipped broker test proves nothing.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jetsaga::definition::{ActionName, Kind, Participant, SagaType, StepName};
 use jetsaga::saga::{self, Command, Recorded, ReplyStatus, SagaEvent, SagaId};
@@ -21,19 +20,10 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::infra;
+
 /// Longest wait for a message that should arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
-/// A prefix no other test (or earlier run) uses: `t<pid>_<n>_<ms>.saga`.
-fn unique_prefix() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000).unwrap_or(0);
-    format!("t{}_{}_{ms}.saga", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
 
 /// One test's corner of the broker; its streams are deleted on drop.
 struct Broker {
@@ -46,13 +36,9 @@ impl Broker {
     }
 
     fn with(change: impl FnOnce(&mut JetStreamConfig)) -> Self {
-        let mut config = JetStreamConfig {
-            url: nats_url(),
-            prefix: Subjects::new(&unique_prefix()),
-            connect_attempts_max: 3,
-            publish_timeout: Duration::from_secs(2),
-            ..JetStreamConfig::default()
-        };
+        let prefix = format!("{}.saga", infra::unique("t"));
+        let mut config =
+            JetStreamConfig { connect_attempts_max: 3, publish_timeout: Duration::from_secs(2), ..infra::nats_config(&prefix) };
         change(&mut config);
         Self { config }
     }

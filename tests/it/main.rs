@@ -13,4 +13,5 @@ mod runtime;
 mod sagas_cli;
 mod simulation;
 mod store_contract;
+mod support;
 mod tidy;

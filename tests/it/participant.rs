@@ -1,27 +1,28 @@
 //! The participant SDK: `serve` over a transport, the idempotency layer,
-//! tower composition, and the simulated participants driving a real engine
-//! (SQLite, in-process transport). Each test states what a participant
+//! tower composition, and the simulated participants driving a real
+//! orchestrator (an app of the harness: SQLite, in-process broker). Each test states what a participant
 //! author can rely on.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jetsaga::definition::{Catalog, Kind};
+use jetsaga::definition::Kind;
 use jetsaga::participant::simulated::Simulated;
 use jetsaga::participant::{
-    serve, spawn_simulated, BoxError, EffectLedger, Idempotency, IdempotencyLayer, MemoryIdempotencyStore, ParticipantError, Silence,
-    SimulationConfig, DECLINED_CARD,
+    serve, BoxError, EffectLedger, Idempotency, IdempotencyLayer, MemoryIdempotencyStore, ParticipantError, Silence, SimulationConfig,
+    DECLINED_CARD,
 };
-use jetsaga::runtime::{Engine, EngineConfig, EngineError, EngineHandle, INBOUND_QUEUE_MAX};
 use jetsaga::saga::{ReplyStatus, SagaId, Status};
-use jetsaga::store::{EventStore, SqliteStore};
-use jetsaga::transport::{Ack, CommandDelivery, MemoryTransport, ParticipantTransport, TransportError};
+use jetsaga::transport::{Ack, CommandDelivery, ParticipantTransport, TransportError};
 use jetsaga::wire::{CommandBody, ReplyBody};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+
+use crate::support::{app, eventually, trip_booking, TestApp};
 
 const SAGA_ID: &str = "0190a5c4-0000-7000-8000-000000000001";
 
@@ -66,14 +67,7 @@ impl Feed {
     }
 
     async fn wait_until(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-        for _ in 0..500 {
-            let log = self.log();
-            if done(&log) {
-                return log;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("never got there: {:?}", self.log());
+        eventually!(format!("the log to get there: {:?}", self.log()), Some(self.log()).filter(|log| done(log)))
     }
 }
 
@@ -110,6 +104,23 @@ where
         .await
     });
     (stop, task)
+}
+
+/// A participant that counts the commands it is called with (at once,
+/// before it answers), then answers as `reply` does.
+fn counting<Fut>(
+    reply: impl Fn(CommandBody) -> Fut + Clone,
+) -> (Arc<AtomicUsize>, impl Service<CommandBody, Response = ReplyBody, Error = BoxError, Future = Fut> + Clone)
+where
+    Fut: Future<Output = Result<ReplyBody, BoxError>>,
+{
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = service_fn(move |command: CommandBody| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        reply(command)
+    });
+    (calls, service)
 }
 
 fn count(log: &[String], prefix: &str) -> usize {
@@ -163,15 +174,9 @@ async fn the_recorded_reply_answers_the_new_attempt_without_a_second_effect() {
 
 #[tokio::test]
 async fn concurrent_duplicates_reach_the_service_once() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let slow = service_fn(move |command: CommandBody| {
-        let counted = counted.clone();
-        async move {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<_, BoxError>(ReplyBody::ok(&command, None))
-        }
+    let (calls, slow) = counting(|command: CommandBody| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, BoxError>(ReplyBody::ok(&command, None))
     });
     let service = Idempotency::new(slow, MemoryIdempotencyStore::new());
     let (mut a, mut b) = (service.clone(), service);
@@ -203,16 +208,11 @@ async fn a_failed_reply_is_not_recorded_so_the_next_attempt_tries_again() {
 #[tokio::test]
 async fn an_error_leaves_the_command_unacknowledged_and_silence_acks_without_a_reply() {
     let (transport, feed) = test_transport();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let service = service_fn(move |command: CommandBody| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async move {
-            match command.step.as_str() {
-                "broken" => Err::<ReplyBody, BoxError>("the database is down".into()),
-                "quiet" => Err(Box::new(Silence) as BoxError),
-                _ => Ok(ReplyBody::ok(&command, None)),
-            }
+    let (calls, service) = counting(|command: CommandBody| async move {
+        match command.step.as_str() {
+            "broken" => Err::<ReplyBody, BoxError>("the database is down".into()),
+            "quiet" => Err(Box::new(Silence) as BoxError),
+            _ => Ok(ReplyBody::ok(&command, None)),
         }
     });
     let (stop, task) = spawn_serve(transport, service);
@@ -220,9 +220,7 @@ async fn an_error_leaves_the_command_unacknowledged_and_silence_acks_without_a_r
         feed.send(command(step, Kind::Action, 1)).await;
     }
     feed.wait_until(|log| count(log, "ack") == 2).await;
-    while calls.load(Ordering::SeqCst) < 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually!("three calls", (calls.load(Ordering::SeqCst) >= 3).then_some(()));
     let _ = stop.send(());
     task.await.expect("serve task").expect("served");
     let mut log = feed.log();
@@ -257,22 +255,15 @@ async fn a_concurrency_limit_of_two_never_has_more_than_two_in_flight() {
 #[tokio::test]
 async fn shutdown_takes_no_new_command_and_finishes_those_in_flight() {
     let (transport, feed) = test_transport();
-    let started = Arc::new(AtomicUsize::new(0));
-    let counted = started.clone();
-    let slow = service_fn(move |command: CommandBody| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async move {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            Ok::<_, BoxError>(ReplyBody::ok(&command, None))
-        }
+    let (started, slow) = counting(|command: CommandBody| async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok::<_, BoxError>(ReplyBody::ok(&command, None))
     });
     let (stop, task) = spawn_serve(transport, slow);
     for i in 0..3 {
         feed.send(command(&format!("step{i}"), Kind::Action, 1)).await;
     }
-    while started.load(Ordering::SeqCst) < 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually!("three commands in flight", (started.load(Ordering::SeqCst) >= 3).then_some(()));
     assert!(feed.log().is_empty(), "still in flight");
     let _ = stop.send(());
     task.await.expect("serve task").expect("a requested shutdown is Ok");
@@ -293,74 +284,32 @@ async fn serve_reports_a_transport_that_stops_delivering() {
     assert!(matches!(task.await.expect("serve task"), Err(ParticipantError::Closed { .. })));
 }
 
-// The simulated participants and a real engine.
+// The simulated participants and a real orchestrator.
 
-struct Trip {
-    store: SqliteStore,
-    handle: EngineHandle,
-    ledger: EffectLedger,
-    stop: oneshot::Sender<()>,
-    engine: JoinHandle<Result<(), EngineError>>,
-    stop_participants: oneshot::Sender<()>,
-    participants: Vec<JoinHandle<Result<(), ParticipantError>>>,
-    _dir: tempfile::TempDir,
+/// The demo saga with a `timeout` fuse, answered by the SDK's simulated participants.
+async fn trip(config: SimulationConfig, timeout: &str) -> TestApp {
+    app(&[]).definitions(vec![trip_booking()]).timeout(timeout).simulated(config).spawn().await
 }
 
-impl Trip {
-    async fn start(&self, card: &str) -> SagaId {
-        self.handle.start("trip_booking", None, json!({ "card": card })).await.expect("start").saga_id
-    }
+/// A card the payment service accepts.
+const CARD: &str = "4242-4242-4242-4242";
 
-    async fn finished(&self, id: SagaId) -> Status {
-        for _ in 0..1_000 {
-            if let Some(summary) = self.store.summary(id).await.expect("summary") {
-                if summary.status.is_terminal() || summary.status == Status::Stuck {
-                    return summary.status;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("saga {id} did not finish");
-    }
-
-    /// Effects recorded for the saga's compensations.
-    fn compensations(&self, id: SagaId) -> u32 {
-        ["reserve_flight", "reserve_hotel", "rent_car"].iter().map(|step| self.ledger.count(&format!("{id}:{step}:compensation"))).sum()
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.engine.await.expect("engine task").expect("engine ran");
-        let _ = self.stop_participants.send(());
-        for participant in self.participants {
-            participant.await.expect("participant task").expect("participant served");
-        }
-    }
+async fn book(trip: &TestApp, card: &str) -> SagaId {
+    trip.start("trip_booking", json!({ "card": card })).await
 }
 
-async fn trip(config: SimulationConfig, timeout: &str) -> Trip {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("events.db").to_str().expect("utf-8")).await.expect("sqlite opens");
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sagas/trip_booking.toml")).expect("the demo saga");
-    let text = text.replace("timeout = \"2s\"", &format!("timeout = \"{timeout}\""));
-    let catalog = Catalog::from_sources([("trip_booking.toml".to_string(), text)]).expect("valid");
-    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let transport = MemoryTransport::new(tx);
-    let ledger = EffectLedger::new();
-    let (stop_participants, participants_stopped) = oneshot::channel::<()>();
-    let participants = spawn_simulated(transport.clone(), config, ledger.clone(), async move {
-        let _ = participants_stopped.await;
-    })
-    .await
-    .expect("participants subscribe");
-    let engine_config = EngineConfig { ack_wait_ms: 100, ..EngineConfig::default() };
-    let engine = Engine::new(store.clone(), transport, &catalog, engine_config).await.expect("engine starts");
-    let handle = engine.handle();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let engine = tokio::spawn(engine.run(inbound, async move {
-        let _ = stopped.await;
-    }));
-    Trip { store, handle, ledger, stop, engine, stop_participants, participants, _dir: dir }
+/// `n` trips paid with [`CARD`].
+async fn book_many(trip: &TestApp, n: usize) -> Vec<SagaId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(book(trip, CARD).await);
+    }
+    ids
+}
+
+/// Effects recorded for the saga's compensations.
+fn compensations(trip: &TestApp, id: SagaId) -> u32 {
+    ["reserve_flight", "reserve_hotel", "rent_car"].iter().map(|step| trip.ledger.effects.count(&format!("{id}:{step}:compensation"))).sum()
 }
 
 fn quick(failure_rate: f64, silence_rate: f64, seed: u64) -> SimulationConfig {
@@ -370,47 +319,39 @@ fn quick(failure_rate: f64, silence_rate: f64, seed: u64) -> SimulationConfig {
 #[tokio::test]
 async fn simulated_participants_book_a_trip_and_undo_one_whose_card_is_declined() {
     let trip = trip(quick(0.0, 0.0, 1), "2s").await;
-    let booked = trip.start("4242-4242-4242-4242").await;
-    let declined = trip.start(DECLINED_CARD).await;
-    assert_eq!(trip.finished(booked).await, Status::Completed);
-    assert_eq!(trip.finished(declined).await, Status::Compensated);
-    assert_eq!(trip.ledger.count(&format!("{booked}:charge_card:action")), 1);
-    assert_eq!(trip.ledger.count(&format!("{declined}:charge_card:action")), 0, "a declined card has no effect");
-    assert_eq!(trip.compensations(declined), 3);
+    let booked = book(&trip, CARD).await;
+    let declined = book(&trip, DECLINED_CARD).await;
+    assert_eq!(trip.settled(booked).await, Status::Completed);
+    assert_eq!(trip.settled(declined).await, Status::Compensated);
+    assert_eq!(trip.ledger.effects.count(&format!("{booked}:charge_card:action")), 1);
+    assert_eq!(trip.ledger.effects.count(&format!("{declined}:charge_card:action")), 0, "a declined card has no effect");
+    assert_eq!(compensations(&trip, declined), 3);
     // 5 actions; then 3 actions and their 3 compensations.
-    assert_eq!((trip.ledger.total(), trip.ledger.duplicates()), (11, Vec::<String>::new()));
+    assert_eq!((trip.ledger.effects.total(), trip.ledger.effects.duplicates()), (11, Vec::<String>::new()));
     trip.stop().await;
 }
 
 #[tokio::test]
 async fn failures_produce_compensations_and_no_effect_ever_happens_twice() {
     let trip = trip(quick(0.5, 0.0, 7), "2s").await;
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        ids.push(trip.start("4242-4242-4242-4242").await);
-    }
     let mut compensated = 0;
-    for &id in &ids {
-        let status = trip.finished(id).await;
+    for id in book_many(&trip, 20).await {
+        let status = trip.settled(id).await;
         assert!(matches!(status, Status::Completed | Status::Compensated), "{id}: {status:?}");
-        compensated += trip.compensations(id);
+        compensated += compensations(&trip, id);
     }
     assert!(compensated > 0, "at a 50% failure rate some booking was undone");
-    assert!(trip.ledger.duplicates().is_empty(), "{:?}", trip.ledger.duplicates());
+    assert!(trip.ledger.effects.duplicates().is_empty(), "{:?}", trip.ledger.effects.duplicates());
     trip.stop().await;
 }
 
 #[tokio::test]
 async fn a_silent_participant_is_recovered_by_the_orchestrators_timeout() {
     let trip = trip(quick(0.0, 0.5, 3), "150ms").await;
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        ids.push(trip.start("4242-4242-4242-4242").await);
+    for id in book_many(&trip, 6).await {
+        assert_eq!(trip.settled(id).await, Status::Completed, "silence strikes first attempts only");
     }
-    for &id in &ids {
-        assert_eq!(trip.finished(id).await, Status::Completed, "silence strikes first attempts only");
-    }
-    assert_eq!((trip.ledger.total(), trip.ledger.duplicates()), (30, Vec::<String>::new()));
+    assert_eq!((trip.ledger.effects.total(), trip.ledger.effects.duplicates()), (30, Vec::<String>::new()));
     trip.stop().await;
 }
 

@@ -1,6 +1,6 @@
-//! `jetsaga sagas …` as an operator runs it: the real binary against a
-//! real ops API (the engine over SQLite with in-process participants,
-//! served on a free port), and `tail` against a real nats-server.
+//! `jetsaga sagas …` as an operator runs it: the real binary against the
+//! ops API of an app of the harness (the trip over SQLite, in-process
+//! participants), and `tail` against a real nats-server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -8,146 +8,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jetsaga::definition::{Catalog, Kind, StepName};
-use jetsaga::ops::{self, Ops, Readiness};
-use jetsaga::runtime::{Engine, EngineConfig, EngineHandle, INBOUND_QUEUE_MAX};
-use jetsaga::saga::{Command as SagaCommand, Recorded, Reply, ReplyStatus, SagaEvent, SagaId, Status};
-use jetsaga::store::{EventStore, SqliteStore};
-use jetsaga::transport::MemoryTransport;
+use jetsaga::definition::{Kind, StepName};
+use jetsaga::saga::{Recorded, SagaEvent, SagaId, Status};
+use jetsaga::wire::ReplyBody;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::infra;
+use crate::support::{app, saga_id, Behaviour, TestApp, TOKEN};
 
-const TOKEN: &str = "s3cret";
-/// Longest wait for a saga to settle or a line of `tail` to arrive.
+/// Longest wait for a line of `tail` to arrive.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Flight and hotel (compensable), then pay: the pivot, one attempt, a short fuse.
-const TRIP: &str = r#"name = "trip"
-version = 1
-[defaults]
-timeout = "2s"
-[[steps]]
-name = "flight"
-participant = "flights"
-action = "reserve"
-compensation = "cancel"
-[[steps]]
-name = "hotel"
-participant = "hotels"
-action = "reserve"
-compensation = "cancel"
-[[steps]]
-name = "pay"
-participant = "payments"
-action = "charge"
-timeout = "200ms"
-retry = { max_attempts = 1 }
-"#;
-
-/// A running ops API. Payments answer by the saga's input: `{"card":
-/// "declined"}` fails, `{"card": "silent"}` says nothing until
-/// `payments_back` is set, anything else succeeds.
-struct Api {
-    url: String,
-    engine: EngineHandle,
-    store: SqliteStore,
-    payments_back: Arc<AtomicBool>,
-    _stop: oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+/// The trip, its payments answering by the saga's input: `{"card":
+/// "declined"}` fails, `{"card": "silent"}` says nothing until `back` is
+/// set, anything else succeeds.
+async fn trip_app(back: Arc<AtomicBool>) -> TestApp {
+    let payments: Behaviour = Arc::new(move |c| match c.payload["input"]["card"].as_str() {
+        Some("declined") => Some(ReplyBody::failed(c, "card declined")),
+        Some("silent") if !back.load(Ordering::SeqCst) => None,
+        _ => Some(ReplyBody::ok(c, Some(json!({ "ref": c.step })))),
+    });
+    app(&["trip"]).participant("payments", payments).spawn().await
 }
 
-async fn api() -> Api {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("ops.db").to_str().expect("utf-8")).await.expect("sqlite");
-    let catalog = Catalog::from_sources([("trip.toml".to_string(), TRIP.to_string())]).expect("valid");
-    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let transport = MemoryTransport::new(tx);
-    let payments_back = Arc::new(AtomicBool::new(false));
-    for name in ["flights", "hotels", "payments"] {
-        let mut commands = transport.register(name);
-        let (transport, back) = (transport.clone(), payments_back.clone());
-        tokio::spawn(async move {
-            while let Some(c) = commands.recv().await {
-                let Some(status) = answer(&c, back.load(Ordering::SeqCst)) else { continue };
-                let reply = Reply {
-                    participant: c.participant.clone(),
-                    step: c.step.to_string(),
-                    kind: c.kind,
-                    attempt: c.attempt,
-                    status,
-                    output: Some(json!({"ref": c.step.to_string()})),
-                    error: (status == ReplyStatus::Failed).then(|| "card declined".into()),
-                };
-                let _ = transport.reply(&c, reply).await;
-            }
-        });
-    }
-    let engine = Engine::new(store.clone(), transport, &catalog, EngineConfig::default()).await.expect("engine");
-    let readiness = Arc::new(Readiness::default());
-    readiness.all_ready();
-    let ops = Ops {
-        engine: engine.handle(),
-        store: store.clone(),
-        definitions: engine.definitions(),
-        readiness,
-        metrics: engine.metrics(),
-        token: Some(TOKEN.into()),
-        relay_lag: std::sync::Arc::default(),
-    };
-    let handle = engine.handle();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (stop_engine, stop_server) = tokio::sync::watch::channel(());
-    tokio::spawn(engine.run(inbound, async move {
-        let _ = stopped.await;
-        let _ = stop_engine.send(());
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(ops::serve(listener, ops::router(ops), async move {
-        let mut stop_server = stop_server;
-        let _ = stop_server.changed().await;
-    }));
-    Api { url, engine: handle, store, payments_back, _stop: stop, _dir: dir }
+/// Starts a trip with id `n` and waits until it settles.
+async fn saga(app: &TestApp, n: u128, input: Value) -> String {
+    let id = saga_id(n);
+    app.handle.start("trip", Some(id), input).await.expect("start");
+    app.settled(id).await;
+    id.to_string()
 }
 
-fn answer(c: &SagaCommand, payments_back: bool) -> Option<ReplyStatus> {
-    match (c.participant.as_str(), c.payload["input"]["card"].as_str()) {
-        ("payments", Some("declined")) => Some(ReplyStatus::Failed),
-        ("payments", Some("silent")) if !payments_back => None,
-        _ => Some(ReplyStatus::Ok),
-    }
-}
-
-impl Api {
-    /// Starts a saga with `id` (`…0000<n>`) and waits until it settles.
-    async fn saga(&self, n: u32, input: Value) -> String {
-        let id = SagaId::parse(&format!("0190a5c4-0000-7000-8000-{n:012}")).expect("uuid");
-        self.engine.start("trip", Some(id), input).await.expect("start");
-        self.settled(id).await;
-        id.to_string()
-    }
-
-    async fn settled(&self, id: SagaId) -> Status {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::time::Instant::now() < deadline {
-            let status = self.store.summary(id).await.expect("summary").map(|s| s.status);
-            if let Some(status) = status.filter(|s| s.is_terminal() || *s == Status::Stuck) {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("saga {id} did not settle");
-    }
-
-    /// `jetsaga sagas <args> --url <this API>`.
-    async fn cli(&self, args: &[&str]) -> Out {
-        let mut all = vec!["sagas"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--url", &self.url]);
-        run(&all).await
-    }
+/// `jetsaga sagas <args> --url <the app's API>`.
+async fn cli(app: &TestApp, args: &[&str]) -> Out {
+    let mut all = vec!["sagas"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--url", &app.url]);
+    run(&all).await
 }
 
 #[derive(Debug)]
@@ -184,11 +82,11 @@ fn ids(body: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn list_prints_a_table_or_json_and_filters() {
-    let api = api().await;
-    let done = [api.saga(1, json!({})).await, api.saga(2, json!({})).await];
-    let undone = api.saga(3, json!({"card": "declined"})).await;
+    let app = trip_app(Arc::default()).await;
+    let done = [saga(&app, 1, json!({})).await, saga(&app, 2, json!({})).await];
+    let undone = saga(&app, 3, json!({"card": "declined"})).await;
 
-    let out = api.cli(&["list"]).await;
+    let out = cli(&app, &["list"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", out.stdout);
@@ -198,37 +96,37 @@ async fn list_prints_a_table_or_json_and_filters() {
     assert_eq!(row[..5], [undone.as_str(), "trip", "1", "compensated", "-"], "{}", lines[3]);
     assert_eq!(lines[1].find("trip"), lines[0].find("TYPE"), "columns line up:\n{}", out.stdout);
 
-    let all = json_of(&api.cli(&["list", "--json"]).await);
+    let all = json_of(&cli(&app, &["list", "--json"]).await);
     assert_eq!(ids(&all), [done[0].clone(), done[1].clone(), undone.clone()]);
     assert!(all.get("next_cursor").is_some(), "the API's JSON as is: {all}");
-    assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "compensated", "--json"]).await)), [undone.as_str()]);
-    assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "completed,compensated", "--json"]).await)).len(), 3);
-    assert_eq!(ids(&json_of(&api.cli(&["list", "--type", "trip", "--status", "stuck", "--json"]).await)).len(), 0);
-    assert_eq!(ids(&json_of(&api.cli(&["list", "--stuck-for", "1s", "--json"]).await)).len(), 0);
-    let none = api.cli(&["list", "--type", "cruise"]).await;
+    assert_eq!(ids(&json_of(&cli(&app, &["list", "--status", "compensated", "--json"]).await)), [undone.as_str()]);
+    assert_eq!(ids(&json_of(&cli(&app, &["list", "--status", "completed,compensated", "--json"]).await)).len(), 3);
+    assert_eq!(ids(&json_of(&cli(&app, &["list", "--type", "trip", "--status", "stuck", "--json"]).await)).len(), 0);
+    assert_eq!(ids(&json_of(&cli(&app, &["list", "--stuck-for", "1s", "--json"]).await)).len(), 0);
+    let none = cli(&app, &["list", "--type", "cruise"]).await;
     assert_eq!((none.code, none.stdout.as_str()), (Some(0), "no sagas\n"));
 }
 
 #[tokio::test]
 async fn list_all_follows_every_page() {
-    let api = api().await;
+    let app = trip_app(Arc::default()).await;
     let mut expected = Vec::new();
     for n in 1..=5 {
-        expected.push(api.saga(n, json!({})).await);
+        expected.push(saga(&app, n, json!({})).await);
     }
-    let page = json_of(&api.cli(&["list", "--limit", "2", "--json"]).await);
+    let page = json_of(&cli(&app, &["list", "--limit", "2", "--json"]).await);
     assert_eq!(ids(&page), expected[..2]);
     assert!(page["next_cursor"].is_string(), "{page}");
-    let first = api.cli(&["list", "--limit", "2"]).await;
+    let first = cli(&app, &["list", "--limit", "2"]).await;
     assert!(first.stderr.contains("--all"), "says there is more: {first:?}");
 
-    let all = json_of(&api.cli(&["list", "--limit", "2", "--all", "--json"]).await);
+    let all = json_of(&cli(&app, &["list", "--limit", "2", "--all", "--json"]).await);
     assert_eq!(all, json!({"sagas": all["sagas"].clone()}), "one combined object");
     assert_eq!(ids(&all), expected);
-    let table = api.cli(&["list", "--limit", "2", "--all"]).await;
+    let table = cli(&app, &["list", "--limit", "2", "--all"]).await;
     assert_eq!(table.code, Some(0), "{table:?}");
     assert_eq!(table.stdout.lines().count(), 1 + 5, "{}", table.stdout);
-    assert_eq!(api.cli(&["list", "--limit", "0"]).await.code, Some(2), "clap refuses a limit out of range");
+    assert_eq!(cli(&app, &["list", "--limit", "0"]).await.code, Some(2), "clap refuses a limit out of range");
 }
 
 /// The steps of timeline rows whose kind and outcome are as given, in order.
@@ -244,9 +142,9 @@ fn timeline_steps(stdout: &str, kind: &str, outcome: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn show_prints_steps_and_the_timeline() {
-    let api = api().await;
-    let done = api.saga(1, json!({})).await;
-    let out = api.cli(&["show", &done]).await;
+    let app = trip_app(Arc::default()).await;
+    let done = saga(&app, 1, json!({})).await;
+    let out = cli(&app, &["show", &done]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     for expected in ["saga     ", "type     trip v1", "status   completed", "reason   -", "STEP", "COMPENSATIONS"] {
         assert!(out.stdout.contains(expected), "{expected:?} in\n{}", out.stdout);
@@ -258,10 +156,10 @@ async fn show_prints_steps_and_the_timeline() {
     );
     assert!(out.stdout.contains(&format!("saga {done}: completed after")), "{}", out.stdout);
     assert!(out.stdout.contains("started (trip v1)"), "{}", out.stdout);
-    assert_eq!(timeline_steps(&out.stdout, "action", "ok"), ["flight", "hotel", "pay"]);
+    assert_eq!(timeline_steps(&out.stdout, "action", "ok"), ["flight", "hotel", "pay", "mail"]);
 
-    let undone = api.saga(2, json!({"card": "declined"})).await;
-    let out = api.cli(&["show", &undone]).await;
+    let undone = saga(&app, 2, json!({"card": "declined"})).await;
+    let out = cli(&app, &["show", &undone]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("status   compensated"), "{}", out.stdout);
     assert!(
@@ -272,40 +170,41 @@ async fn show_prints_steps_and_the_timeline() {
     assert!(out.stdout.contains("failed: card declined"), "{}", out.stdout);
     assert_eq!(timeline_steps(&out.stdout, "compensation", "ok"), ["hotel", "flight"], "compensations run in reverse:\n{}", out.stdout);
 
-    let then = api.cli(&["show", &done, "--at-seq", "3"]).await;
+    let then = cli(&app, &["show", &done, "--at-seq", "3"]).await;
     assert_eq!(then.code, Some(0), "{then:?}");
     assert!(then.stdout.contains("status   running") && then.stdout.contains("at seq   3"), "{}", then.stdout);
     assert!(then.stdout.contains(&format!("saga {done}: running after")) && then.stdout.contains(", 3 events"), "{}", then.stdout);
-    let state = json_of(&api.cli(&["show", &done, "--at-seq", "3", "--json"]).await);
+    let state = json_of(&cli(&app, &["show", &done, "--at-seq", "3", "--json"]).await);
     assert_eq!((state["status"].clone(), state["seq"].clone()), (json!("running"), json!(3)));
-    let detail = json_of(&api.cli(&["show", &done, "--json"]).await);
+    let detail = json_of(&cli(&app, &["show", &done, "--json"]).await);
     assert_eq!(detail["status"], "completed");
-    assert_eq!(detail["events"].as_array().map(Vec::len), Some(8), "{detail}");
+    assert_eq!(detail["events"].as_array().map(Vec::len), Some(10), "{detail}");
 }
 
 #[tokio::test]
 async fn retry_moves_a_stuck_saga_on() {
-    let api = api().await;
-    let id = api.saga(1, json!({"card": "silent"})).await;
-    assert_eq!(ids(&json_of(&api.cli(&["list", "--status", "stuck", "--json"]).await)), [id.as_str()]);
-    let stuck = api.cli(&["show", &id]).await;
+    let back = Arc::new(AtomicBool::new(false));
+    let app = trip_app(back.clone()).await;
+    let id = saga(&app, 1, json!({"card": "silent"})).await;
+    assert_eq!(ids(&json_of(&cli(&app, &["list", "--status", "stuck", "--json"]).await)), [id.as_str()]);
+    let stuck = cli(&app, &["show", &id]).await;
     assert!(stuck.stdout.lines().any(|l| l.starts_with("pay") && l.contains("stuck")), "{}", stuck.stdout);
 
-    api.payments_back.store(true, Ordering::SeqCst);
-    let out = api.cli(&["retry", &id, "--reason", "payments is back", "--token", TOKEN]).await;
+    back.store(true, Ordering::SeqCst);
+    let out = cli(&app, &["retry", &id, "--reason", "payments is back", "--token", TOKEN]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout, format!("accepted: saga {id} is now running\n"));
-    assert_eq!(api.settled(SagaId::parse(&id).expect("uuid")).await, Status::Completed);
-    let shown = api.cli(&["show", &id]).await;
+    assert_eq!(app.settled(SagaId::parse(&id).expect("uuid")).await, Status::Completed);
+    let shown = cli(&app, &["show", &id]).await;
     assert!(shown.stdout.contains("operator retry: payments is back"), "{}", shown.stdout);
 }
 
 #[tokio::test]
 async fn verbs_and_errors_exit_with_the_codes_of_the_spec() {
-    let api = api().await;
-    let id = api.saga(1, json!({})).await;
+    let app = trip_app(Arc::default()).await;
+    let id = saga(&app, 1, json!({})).await;
 
-    let refused = api.cli(&["abort", &id, "--reason", "customer called", "--token", TOKEN]).await;
+    let refused = cli(&app, &["abort", &id, "--reason", "customer called", "--token", TOKEN]).await;
     assert_eq!(refused.code, Some(1), "{refused:?}");
     assert!(refused.stderr.contains("409 not allowed in this status:"), "{}", refused.stderr);
     let detail = refused.stderr.split_once("409 not allowed in this status:").expect("detail").1.trim();
@@ -314,14 +213,14 @@ async fn verbs_and_errors_exit_with_the_codes_of_the_spec() {
     for token in [None, Some("wrong")] {
         let mut args = vec!["compensate", id.as_str(), "--reason", "undo"];
         args.extend(token.iter().flat_map(|t| ["--token", t]));
-        let out = api.cli(&args).await;
+        let out = cli(&app, &args).await;
         assert_eq!(out.code, Some(1), "{out:?}");
         assert!(out.stderr.contains("401") && out.stderr.contains("--token") && out.stderr.contains("JETSAGA_OPS_TOKEN"), "{}", out.stderr);
     }
-    let json = api.cli(&["abort", &id, "--reason", "r", "--token", TOKEN, "--json"]).await;
+    let json = cli(&app, &["abort", &id, "--reason", "r", "--token", TOKEN, "--json"]).await;
     assert_eq!(json.code, Some(1), "{json:?}");
 
-    let unknown = api.cli(&["show", "0190a5c4-0000-7000-8000-00000000ffff"]).await;
+    let unknown = cli(&app, &["show", "0190a5c4-0000-7000-8000-00000000ffff"]).await;
     assert_eq!(unknown.code, Some(1), "{unknown:?}");
     assert!(unknown.stderr.contains("404 saga not found"), "{}", unknown.stderr);
 
@@ -334,7 +233,7 @@ async fn verbs_and_errors_exit_with_the_codes_of_the_spec() {
         vec!["list", "--stuck-for", "soon"],
         vec!["dance"],
     ] {
-        let out = api.cli(&usage).await;
+        let out = cli(&app, &usage).await;
         assert_eq!(out.code, Some(2), "{usage:?}: {out:?}");
         assert!(out.stdout.is_empty(), "{usage:?}: {out:?}");
     }
