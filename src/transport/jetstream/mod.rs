@@ -62,8 +62,10 @@ pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 /// consumed within it is dropped by the broker (an orchestrator down for a
 /// week has bigger problems); a command or reply that old is long timed out.
 pub const STREAM_MAX_AGE_DEFAULT: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Most bytes one stream keeps, by default (8 GiB).
-pub const STREAM_MAX_BYTES_DEFAULT: i64 = 8 * 1024 * 1024 * 1024;
+/// Most bytes one stream keeps, by default (1 GiB). The server reserves
+/// it from its JetStream storage for each of the four streams, so one
+/// deployment needs 4 GiB of `max_file_store`.
+pub const STREAM_MAX_BYTES_DEFAULT: i64 = 1024 * 1024 * 1024;
 /// How long the broker remembers a message id, by default.
 pub const DUPLICATE_WINDOW_DEFAULT: Duration = Duration::from_secs(120);
 /// How long one publish waits for the broker's ack, by default.
@@ -288,7 +290,10 @@ impl JetStreamTransport {
         for attempt in 1..=attempts_max {
             match self.publish_once(&subject, headers.clone(), payload.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(PublishFailure::TooLarge) => return Err(TransportError::TooLarge { bytes: payload.len(), max: self.payload_max() }),
+                Err(PublishFailure::TooLarge) => {
+                    let max = self.payload_max().min(self.config.message_bytes_max);
+                    return Err(TransportError::TooLarge { bytes: payload.len(), max });
+                }
                 Err(PublishFailure::Other(error)) => {
                     tracing::warn!(%subject, attempt, attempts_max, %error, "publish failed");
                     last_error = error;
@@ -311,10 +316,18 @@ impl JetStreamTransport {
         })?;
         match tokio::time::timeout(self.config.publish_timeout, ack).await {
             Ok(Ok(_ack)) => Ok(()),
+            Ok(Err(e)) if over_stream_limit(&e) => Err(PublishFailure::TooLarge),
             Ok(Err(e)) => Err(PublishFailure::Other(e.to_string())),
             Err(_) => Err(PublishFailure::Other(format!("no publish ack within {:?}", self.config.publish_timeout))),
         }
     }
+}
+
+/// Whether the stream refused the message for its `max_msg_size`.
+fn over_stream_limit(error: &jetstream::context::PublishError) -> bool {
+    use std::error::Error as _;
+    let code = error.source().and_then(|source| source.downcast_ref::<jetstream::Error>()).map(jetstream::Error::error_code);
+    code == Some(jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)
 }
 
 /// Why one publish did not go through.
@@ -334,7 +347,8 @@ impl Transport for JetStreamTransport {
     }
 
     fn message_bytes_max(&self) -> Option<usize> {
-        Some(self.payload_max().saturating_sub(HEADER_BYTES_ALLOWANCE))
+        // The server's max_payload and the streams' max_msg_size both bound a message.
+        Some(self.payload_max().min(self.config.message_bytes_max).saturating_sub(HEADER_BYTES_ALLOWANCE))
     }
 }
 
