@@ -17,6 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -24,9 +25,9 @@ use tokio::task::JoinHandle;
 
 use crate::definition::Catalog;
 use crate::ops::{self, Ops, Readiness};
-use crate::runtime::relay::{self, RelayLag};
+use crate::runtime::relay::{self, RelayStatus};
 use crate::runtime::{Clock, Definitions, Engine, EngineConfig, EngineError, EngineHandle, Metrics, INBOUND_QUEUE_MAX};
-use crate::store::{EventStore, StoreError};
+use crate::store::EventStore;
 use crate::transport::{AnyTransport, JetStreamConfig, JetStreamTransport, MemoryTransport, TransportError};
 
 /// The name of the relay's checkpoint in the store.
@@ -85,18 +86,36 @@ pub enum OrchestratorError {
     /// The inbound consumers failed.
     #[error("the inbound consumers failed: {0}")]
     Consumers(#[source] TransportError),
-    /// The event relay failed.
-    #[error("the event relay failed: {0}")]
-    Relay(#[source] StoreError),
-    /// The ops API failed.
+    /// The ops API could not listen.
     #[error("the ops API failed: {0}")]
     Http(#[source] std::io::Error),
+    /// A part stopped by itself while the orchestrator ran.
+    #[error("the {0} stopped unexpectedly")]
+    Stopped(&'static str),
     /// A task panicked.
     #[error("the {0} task panicked")]
     Panicked(&'static str),
 }
 
-type Task = (&'static str, JoinHandle<Result<(), OrchestratorError>>);
+/// How long a clean shutdown waits for acknowledgements on their way.
+pub const ACK_FLUSH_MAX: Duration = Duration::from_secs(5);
+
+/// The orchestrator's tasks besides the engine: each says when it ends.
+struct Tasks {
+    handles: Vec<(&'static str, JoinHandle<()>)>,
+    ended_tx: mpsc::UnboundedSender<&'static str>,
+}
+
+impl Tasks {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let ended = self.ended_tx.clone();
+        let handle = tokio::spawn(async move {
+            task.await;
+            let _ = ended.send(name);
+        });
+        self.handles.push((name, handle));
+    }
+}
 
 /// A running orchestrator: engine, consumers, relay and ops API.
 #[derive(Debug)]
@@ -108,7 +127,8 @@ pub struct Orchestrator<S> {
     ops_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     engine: JoinHandle<Result<(), EngineError>>,
-    tasks: Vec<Task>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    ended: mpsc::UnboundedReceiver<&'static str>,
 }
 
 impl<S: EventStore + Clone> Orchestrator<S> {
@@ -136,15 +156,14 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         readiness.streams.store(true, Ordering::SeqCst);
         let engine = Engine::new(store.clone(), transport.clone(), definitions.clone(), config.engine, clock);
         let (handle, metrics, poison) = (engine.handle(), engine.metrics(), engine.poison());
-        let relay_lag = Arc::new(RelayLag::default());
-        let mut tasks: Vec<Task> = Vec::new();
+        let relay_status = Arc::new(RelayStatus::default());
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        let mut tasks = Tasks { handles: Vec::new(), ended_tx };
         if let AnyTransport::JetStream(js) = &transport {
-            let (inbound_js, until) = (js.as_ref().clone(), stopped(&stop));
-            let consumers = async move { inbound_js.run_inbound(inbound_tx, poison, until).await.map_err(OrchestratorError::Consumers) };
-            tasks.push(("consumers", tokio::spawn(consumers)));
-            let (store, sink, lag, until) = (store.clone(), js.as_ref().clone(), relay_lag.clone(), stopped(&stop));
-            let relay = async move { relay::run(store, sink, RELAY_NAME, lag, clock, until).await.map_err(OrchestratorError::Relay) };
-            tasks.push(("relay", tokio::spawn(relay)));
+            let consumers = js.orchestrator_consumers().await.map_err(OrchestratorError::Consumers)?;
+            tasks.spawn("inbound consumers", consumers.run(inbound_tx, poison, stopped(&stop)));
+            let (store, sink, status) = (store.clone(), js.as_ref().clone(), relay_status.clone());
+            tasks.spawn("event relay", relay::run(store, sink, RELAY_NAME, status, stopped(&stop)));
         } else {
             drop(inbound_tx);
         }
@@ -158,19 +177,23 @@ impl<S: EventStore + Clone> Orchestrator<S> {
                     definitions,
                     readiness,
                     metrics: metrics.clone(),
-                    relay_lag,
+                    relay: relay_status,
                     token: config.ops_token.clone(),
                     clock,
                 };
                 let http = ops::serve(listener, ops::router(ops), stopped(&stop));
-                tasks.push(("ops API", tokio::spawn(async move { http.await.map_err(OrchestratorError::Http) })));
+                tasks.spawn("ops API", async move {
+                    if let Err(error) = http.await {
+                        tracing::error!(%error, "the ops API failed");
+                    }
+                });
                 tracing::info!(listen = %addr, "ops API listening");
                 Some(addr)
             }
             None => None,
         };
         let engine = tokio::spawn(engine.run(inbound, stopped(&stop)));
-        Ok(Self { store, handle, metrics, transport, ops_addr, stop, engine, tasks })
+        Ok(Self { store, handle, metrics, transport, ops_addr, stop, engine, tasks: tasks.handles, ended })
     }
 }
 
@@ -206,41 +229,54 @@ impl<S> Orchestrator<S> {
         stopped(&self.stop)
     }
 
-    /// Runs until `signal` resolves (or the engine stops by itself), then
-    /// shuts everything down.
+    /// Runs until `signal` resolves, then shuts everything down. A part
+    /// that stops by itself (the engine, the consumers, the relay, the ops
+    /// API) stops the rest too, and that is an error: a process that cannot
+    /// do its work must not look healthy.
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), OrchestratorError> {
-        tokio::select! {
-            () = signal => {}
-            finished = &mut self.engine => {
-                // The engine stopped without being asked: shut the rest down too.
-                let _ = self.stop.send(true);
-                let engine = finished.map_err(|_| OrchestratorError::Panicked("engine"))?.map_err(OrchestratorError::Engine);
-                let rest = join(self.tasks).await;
-                return engine.and(rest);
-            }
+        let early = tokio::select! {
+            () = signal => None,
+            finished = &mut self.engine => Some(match finished {
+                Ok(Ok(())) => OrchestratorError::Stopped("engine"),
+                Ok(Err(error)) => OrchestratorError::Engine(error),
+                Err(_) => OrchestratorError::Panicked("engine"),
+            }),
+            Some(name) = self.ended.recv() => Some(OrchestratorError::Stopped(name)),
+        };
+        let Some(error) = early else { return self.shutdown().await };
+        tracing::error!(%error, "shutting down");
+        let _ = self.stop.send(true);
+        if !self.engine.is_finished() {
+            let _ = (&mut self.engine).await;
         }
-        self.shutdown().await
+        let _ = self.settle().await;
+        Err(error)
     }
 
-    /// Stops every part and waits for them: the engine finishes its batch.
-    pub async fn shutdown(self) -> Result<(), OrchestratorError> {
+    /// Stops every part and waits for them: the engine finishes its batch,
+    /// then acknowledgements on their way reach the broker.
+    pub async fn shutdown(mut self) -> Result<(), OrchestratorError> {
         let _ = self.stop.send(true);
-        let engine = self.engine.await.map_err(|_| OrchestratorError::Panicked("engine"))?.map_err(OrchestratorError::Engine);
-        let rest = join(self.tasks).await;
+        let engine = (&mut self.engine).await.map_err(|_| OrchestratorError::Panicked("engine"))?.map_err(OrchestratorError::Engine);
+        let rest = self.settle().await;
         engine.and(rest)
     }
-}
 
-/// Waits for every task; the first failure is the answer.
-async fn join(tasks: Vec<Task>) -> Result<(), OrchestratorError> {
-    let mut first = Ok(());
-    for (name, task) in tasks {
-        let result = task.await.unwrap_or(Err(OrchestratorError::Panicked(name)));
-        if first.is_ok() {
-            first = result;
+    /// Waits for the other tasks, then flushes acknowledgements.
+    async fn settle(&mut self) -> Result<(), OrchestratorError> {
+        let mut result = Ok(());
+        for (name, task) in self.tasks.drain(..) {
+            if task.await.is_err() && result.is_ok() {
+                result = Err(OrchestratorError::Panicked(name));
+            }
         }
+        if let AnyTransport::JetStream(js) = &self.transport {
+            if !js.flush_acks(ACK_FLUSH_MAX).await {
+                tracing::warn!("some acknowledgements did not reach the broker; those messages will be delivered again");
+            }
+        }
+        result
     }
-    first
 }
 
 /// Resolves once `stop` says so (or its sender is gone).

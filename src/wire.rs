@@ -15,7 +15,7 @@ use crate::saga::{Command, Reply, ReplyStatus, SagaId};
 
 mod event;
 
-pub use event::{event_body, event_message_id, EventBody, EventEntry};
+pub use event::{event_body, event_message_id, omitted_event_body, EventBody, EventEntry};
 
 /// The default subject prefix.
 pub const PREFIX_DEFAULT: &str = "saga";
@@ -40,6 +40,49 @@ fn check_size(bytes: &[u8]) -> Result<(), Poison> {
         n if n > MESSAGE_BYTES_MAX => Err(poison(format!("{n} bytes is over the {MESSAGE_BYTES_MAX}-byte limit"))),
         _ => Ok(()),
     }
+}
+
+/// Where a JSON value holds a NUL character (`\u0000`) in a string or a
+/// key, if anywhere. PostgreSQL cannot store one (neither in `jsonb` nor in
+/// `text`), so every input is refused at the door with it rather than fail
+/// the group commit it would be part of.
+pub fn find_nul(value: &Value) -> Option<String> {
+    fn walk(value: &Value, path: &mut String) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                let found = walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            Value::Object(map) => map.iter().any(|(key, item)| {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&key.replace('\0', "\\u0000"));
+                let found = key.contains('\0') || walk(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = String::new();
+    walk(value, &mut path).then(|| if path.is_empty() { "/".to_owned() } else { path })
+}
+
+/// The refusal of a value with a NUL character, naming where it is.
+pub fn nul_refusal(what: &str, at: &str) -> String {
+    format!("{what} holds a NUL character (\\u0000) at {at}; it cannot be stored")
+}
+
+fn check_nul(what: &str, value: &Value) -> Result<(), Poison> {
+    find_nul(value).map_or(Ok(()), |at| Err(poison(nul_refusal(what, &at))))
 }
 
 fn parse_id(text: &str) -> Result<SagaId, Poison> {
@@ -138,6 +181,7 @@ pub fn parse_start(saga_type: &str, bytes: &[u8]) -> Result<StartMessage, Poison
     let body: StartBody =
         serde_json::from_slice(bytes).map_err(|e| poison(format!("start request is not valid JSON of the expected shape: {e}")))?;
     let saga_id = body.saga_id.as_deref().map(parse_id).transpose()?;
+    check_nul("the start's input", &body.input)?;
     Ok(StartMessage { saga_type: saga_type.to_owned(), saga_id, input: body.input })
 }
 
@@ -243,6 +287,7 @@ pub fn parse_reply(participant: &str, bytes: &[u8]) -> Result<(SagaId, Reply), P
     let body: ReplyBody =
         serde_json::from_slice(bytes).map_err(|e| poison(format!("reply is not valid JSON of the expected shape: {e}")))?;
     let saga_id = parse_id(&body.saga_id)?;
+    check_nul("the reply", &serde_json::json!([body.step, body.output, body.error]))?;
     let reply = Reply {
         participant,
         step: body.step,

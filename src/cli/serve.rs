@@ -16,7 +16,9 @@ use super::NatsArgs;
 use crate::loader;
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
 use crate::store;
-use crate::transport::jetstream::{JetStreamConfig, ACK_WAIT_DEFAULT, DUPLICATE_WINDOW_DEFAULT};
+use crate::transport::jetstream::{
+    JetStreamConfig, ACK_WAIT_DEFAULT, DUPLICATE_WINDOW_DEFAULT, STREAM_MAX_AGE_DEFAULT, STREAM_MAX_BYTES_DEFAULT,
+};
 use crate::wire::Subjects;
 
 /// Tries to reach the database at start-up.
@@ -63,6 +65,12 @@ pub(super) struct ServeArgs {
     /// Stream replicas.
     #[arg(long, default_value_t = 1)]
     pub(super) stream_replicas: usize,
+    /// How long a stream keeps a message (starts, commands, replies, events).
+    #[arg(long, env = "JETSAGA_STREAM_MAX_AGE", default_value_t = STREAM_MAX_AGE_DEFAULT.into())]
+    pub(super) stream_max_age: humantime::Duration,
+    /// Most bytes one stream keeps; the oldest messages go first.
+    #[arg(long, env = "JETSAGA_STREAM_MAX_BYTES", default_value_t = STREAM_MAX_BYTES_DEFAULT)]
+    pub(super) stream_max_bytes: i64,
     /// How long the broker drops duplicate message ids.
     #[arg(long, default_value_t = DUPLICATE_WINDOW_DEFAULT.into())]
     pub(super) duplicate_window: humantime::Duration,
@@ -90,6 +98,8 @@ impl ServeArgs {
             tls_key: self.nats_tls_key.clone(),
             require_tls: self.nats_require_tls,
             ack_wait: self.ack_wait.into(),
+            stream_max_age: self.stream_max_age.into(),
+            stream_max_bytes: self.stream_max_bytes,
             ..JetStreamConfig::default()
         }
     }

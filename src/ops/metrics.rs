@@ -4,7 +4,7 @@
 //! Engine counters and histograms come from [`Metrics`]; the in-flight
 //! gauges are counted in the store at scrape time (`count_by_status` over
 //! the status index, so they are right across several `serve` processes);
-//! the relay lag comes from [`RelayLag`].
+//! the relay's series come from [`crate::runtime::relay::RelayStatus`].
 
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::Ordering;
@@ -30,14 +30,33 @@ pub(super) async fn metrics<S: EventStore>(State(ops): State<Arc<Ops<S>>>) -> Re
         Ok(counts) => in_flight(&mut text, &counts),
         Err(error) => tracing::warn!(%error, "in-flight gauges left out of this scrape"),
     }
-    text.header("jetsaga_event_relay_lag_seconds", "Time from an event's decision to its publication by the relay (last event).", "gauge");
-    text.sample("jetsaga_event_relay_lag_seconds", &[], ops.relay_lag.ms() as f64 / 1000.0);
+    relay(&mut text, &ops);
     text.histogram(
         "jetsaga_store_append_duration_seconds",
         "Time the engine waits for one group commit (store.append).",
         &[(&[], &ops.metrics.append_seconds())],
     );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text.0).into_response()
+}
+
+fn relay<S>(text: &mut Text, ops: &Ops<S>) {
+    let relay = &ops.relay;
+    text.header(
+        "jetsaga_event_relay_lag_seconds",
+        "Age of the oldest committed event not yet published to SAGA_EVENTS (0 when caught up).",
+        "gauge",
+    );
+    text.sample("jetsaga_event_relay_lag_seconds", &[], relay.lag_ms(ops.clock.now_ms()) as f64 / 1000.0);
+    text.header("jetsaga_event_relay_failing", "1 while the event relay's last try failed (store or broker trouble).", "gauge");
+    text.sample("jetsaga_event_relay_failing", &[], f64::from(u8::from(relay.failing())));
+    text.header("jetsaga_event_relay_published_total", "Events the relay published to SAGA_EVENTS (this process).", "counter");
+    text.sample("jetsaga_event_relay_published_total", &[], relay.published() as f64);
+    text.header(
+        "jetsaga_event_relay_omitted_total",
+        "Events too large for the broker, published as stubs (read them from the ops API).",
+        "counter",
+    );
+    text.sample("jetsaga_event_relay_omitted_total", &[], relay.omitted() as f64);
 }
 
 fn counters<S>(text: &mut Text, ops: &Ops<S>) {

@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use self::api::{ErrorBody, HealthBody};
-use crate::runtime::relay::RelayLag;
+use crate::runtime::relay::RelayStatus;
 use crate::runtime::{Clock, Definitions, EngineHandle, Metrics};
 use crate::store::EventStore;
 
@@ -74,7 +74,7 @@ pub struct Ops<S> {
     /// The engine's counters.
     pub metrics: Arc<Metrics>,
     /// How far behind the event relay is.
-    pub relay_lag: Arc<RelayLag>,
+    pub relay: Arc<RelayStatus>,
     /// The bearer token for operator verbs (`None`: verbs are off).
     pub token: Option<String>,
     /// Now, for filters relative to it (`stuck_for`).
@@ -96,7 +96,11 @@ pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
 }
 
 async fn readyz<S: EventStore>(axum::extract::State(ops): axum::extract::State<Arc<Ops<S>>>) -> Response {
-    let waiting_for: Vec<String> = ops.readiness.missing().into_iter().map(str::to_owned).collect();
+    let mut waiting_for: Vec<String> = ops.readiness.missing().into_iter().map(str::to_owned).collect();
+    if ops.relay.failing() {
+        // Committed events are not reaching SAGA_EVENTS (store or broker trouble).
+        waiting_for.push("relay".to_owned());
+    }
     match waiting_for.is_empty() {
         true => Json(HealthBody { status: "ready".to_owned(), waiting_for }).into_response(),
         false => (StatusCode::SERVICE_UNAVAILABLE, Json(HealthBody { status: "not ready".to_owned(), waiting_for })).into_response(),
@@ -142,6 +146,7 @@ impl From<crate::runtime::EngineError> for ApiError {
             E::UnknownSaga(_) => ApiError::new(StatusCode::NOT_FOUND, "saga not found", detail),
             E::Rejected(r) if r.is_conflict() => ApiError::new(StatusCode::CONFLICT, "not allowed in this status", detail),
             E::Rejected(_) => ApiError::new(StatusCode::CONFLICT, "rejected", detail),
+            E::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", detail),
             E::Contended(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail),
             E::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down", detail),
             E::Store(_) | E::Definition(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail),

@@ -25,6 +25,9 @@ async fn start<S: EventStore>(
 ) -> Result<(StatusCode, Json<SagaStatusBody>), ApiError> {
     let Json(request) = body?;
     let saga_id = request.saga_id.as_deref().map(parse_id).transpose()?;
+    if let Some(at) = wire::find_nul(&request.input) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", wire::nul_refusal("the input", &at)));
+    }
     let started = ops.engine.start(&request.saga_type, saga_id, request.input).await?;
     let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SagaStatusBody { saga_id: started.saga_id, status: started.status })))

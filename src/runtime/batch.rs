@@ -56,7 +56,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
         for item in work {
             let id = saga_of(&item);
-            self.fail(item, EngineError::Contended(id));
+            self.fail(item, EngineError::Contended(id)).await;
         }
     }
 
@@ -101,33 +101,91 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
                 }
                 self.after_commit(done).await;
             }
-            Err(error) => {
+            Err(error) if error.is_transient() => {
                 tracing::error!(%error, sagas = appends.len(), "append failed; nothing of this batch committed");
                 for (id, t) in touched {
                     self.cache.remove(id);
                     for (item, _) in t.items {
-                        self.fail(item, EngineError::Store(error.clone()));
+                        self.fail(item, EngineError::Store(error.clone())).await;
                     }
+                }
+            }
+            Err(error) if appends.len() > 1 => {
+                tracing::warn!(%error, sagas = appends.len(), "a group commit failed; appending its sagas one by one to set the bad one apart");
+                retry.extend(self.append_one_by_one(appends, touched).await);
+            }
+            Err(error) => {
+                for (id, t) in touched {
+                    self.set_apart(id, t, error.clone()).await;
                 }
             }
         }
         retry
     }
 
+    /// After a group commit failed for a reason other than the store's
+    /// health: each saga's events alone, so that one saga whose data the
+    /// database refuses fails alone, and every other input of the batch
+    /// commits. Returns the inputs to decide again (conflicts).
+    async fn append_one_by_one(&mut self, appends: Vec<Append>, mut touched: HashMap<SagaId, Touched>) -> Vec<Work> {
+        let (mut done, mut retry, mut store_down) = (Vec::new(), Vec::new(), None::<crate::store::StoreError>);
+        for append in appends {
+            let Some(t) = touched.remove(&append.saga_id) else { continue };
+            if let Some(error) = &store_down {
+                for (item, _) in t.items {
+                    self.fail(item, EngineError::Store(error.clone())).await;
+                }
+                continue;
+            }
+            match self.store.append(std::slice::from_ref(&append)).await {
+                Ok(outcomes) if outcomes.first() == Some(&AppendOutcome::Committed) => done.push(t),
+                Ok(_) => {
+                    self.cache.remove(append.saga_id);
+                    retry.extend(t.items.into_iter().map(|(item, _)| item));
+                }
+                Err(error) if error.is_transient() => {
+                    store_down = Some(error.clone());
+                    for (item, _) in t.items {
+                        self.fail(item, EngineError::Store(error.clone())).await;
+                    }
+                }
+                Err(error) => self.set_apart(append.saga_id, t, error).await,
+            }
+        }
+        self.after_commit(done).await;
+        retry
+    }
+
+    /// The database refuses this saga's new events for good (not a
+    /// passing failure): its inputs are kept as poison or refused, so they
+    /// neither come back forever nor hold up the others.
+    async fn set_apart(&mut self, saga_id: SagaId, t: Touched, error: crate::store::StoreError) {
+        tracing::error!(%saga_id, %error, "the database refuses this saga's events; its inputs are set apart");
+        self.cache.remove(saga_id);
+        for (item, _) in t.items {
+            match item {
+                Work::Delivery(d) => self.keep_as_poison(d, format!("the database refused the events it caused: {error}")).await,
+                other => self.fail(other, EngineError::Store(error.clone())).await,
+            }
+        }
+    }
+
     /// Loads the item's saga (from this round, the cache or the store) and
     /// runs the shared decide-and-apply step on it.
     async fn handle_item(&mut self, item: Work, now_ms: i64, touched: &mut HashMap<SagaId, Touched>, order: &mut Vec<SagaId>) {
         let (saga_id, input, saga_type) = input_of(&item);
-        if matches!(item, Work::Request(Request::Operate { .. })) && !touched.contains_key(&saga_id) {
-            // An operator acts on what the store says now, not on a cache
-            // another engine may have outdated (a refusal is not retried).
+        if matches!(item, Work::Request(Request::Operate { .. }) | Work::Deadline(_)) && !touched.contains_key(&saga_id) {
+            // An operator, and a claimed deadline, act on what the store
+            // says now, not on a cache another engine may have outdated: a
+            // stale copy would refuse a verb wrongly, or find nothing due
+            // and append nothing, so no conflict would ever correct it.
             self.cache.remove(saga_id);
         }
         let current = match touched.get(&saga_id) {
             Some(t) => Some((t.def.clone(), t.state.clone())),
             None => match self.load(saga_id).await {
                 Ok(found) => found,
-                Err(error) => return self.fail(item, error),
+                Err(error) => return self.fail(item, error).await,
             },
         };
         let (def, state) = match (current, saga_type) {
@@ -144,6 +202,9 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
         let ctx = Context { now_ms, jitter: self.rng.unit() };
         let handled = saga::handle(saga::decide, &def, saga_id, state, &input, &ctx);
+        if let Some(why) = self.transport.message_bytes_max().and_then(|max| oversize(&handled, def.name.as_str(), max)) {
+            return self.too_large(item, why).await;
+        }
         let answer = match (&input, &handled.rejection) {
             (Input::Start { .. }, None) => Answer::Started { created: true },
             (Input::Start { .. }, Some(_)) => Answer::Started { created: false },
@@ -151,7 +212,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         };
         match (&handled.rejection, handled.events.is_empty()) {
             (Some(Rejection::AlreadyStarted) | None, _) => {}
-            (Some(rejection), true) => return self.refuse(item, saga_id, rejection.clone()),
+            (Some(rejection), true) => return self.refuse(item, saga_id, rejection.clone()).await,
             (Some(rejection), false) => {
                 tracing::info!(%saga_id, input = %input, reason = %rejection, "input ignored");
                 self.metrics.ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -202,10 +263,26 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
     }
 
-    /// A request or message that changes nothing and records nothing.
-    fn refuse(&mut self, item: Work, saga_id: SagaId, rejection: Rejection) {
+    /// An input whose commands or events would not fit the broker: a
+    /// message is kept as poison, a request refused (413); nothing of it
+    /// is committed, so nothing is half-accepted.
+    async fn too_large(&mut self, item: Work, why: String) {
         match item {
-            Work::Request(_) => self.fail(item, EngineError::Rejected(rejection)),
+            Work::Delivery(d) => self.keep_as_poison(d, why).await,
+            Work::Deadline(id) => {
+                // A deadline cannot be refused; its command was checked when
+                // its payload last grew (a reply), so this should not happen.
+                tracing::error!(saga_id = %id, %why, "a deadline's effects are over the broker's limit; trying again later");
+                self.deadlines.set(id, self.clock.now_ms() + STORE_RETRY_MS);
+            }
+            other => self.fail(other, EngineError::TooLarge(why)).await,
+        }
+    }
+
+    /// A request or message that changes nothing and records nothing.
+    async fn refuse(&mut self, item: Work, saga_id: SagaId, rejection: Rejection) {
+        match item {
+            Work::Request(_) => self.fail(item, EngineError::Rejected(rejection)).await,
             Work::Delivery(d) => {
                 tracing::info!(%saga_id, reason = %rejection, "inbound message ignored");
                 d.ack.ack();
@@ -223,7 +300,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     async fn unknown_saga(&mut self, item: Work, saga_id: SagaId) {
         match item {
             Work::Delivery(d) => self.keep_as_poison(d, format!("no saga {saga_id}")).await,
-            other => self.fail(other, EngineError::UnknownSaga(saga_id)),
+            other => self.fail(other, EngineError::UnknownSaga(saga_id)).await,
         }
     }
 
@@ -232,7 +309,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     async fn unknown_type(&mut self, item: Work, saga_type: String) {
         match item {
             Work::Delivery(d) => self.keep_as_poison(d, format!("unknown saga type {saga_type:?}")).await,
-            other => self.fail(other, EngineError::UnknownSagaType(saga_type)),
+            other => self.fail(other, EngineError::UnknownSagaType(saga_type)).await,
         }
     }
 
@@ -254,8 +331,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     }
 
     /// Tells the item's caller it failed. A message stays unacknowledged
-    /// (its source redelivers it); a deadline is tried again later.
-    fn fail(&mut self, item: Work, error: EngineError) {
+    /// when the failure may pass (its source redelivers it), and is kept as
+    /// poison when it never will, so nothing is dropped in silence; a
+    /// deadline is tried again later.
+    async fn fail(&mut self, item: Work, error: EngineError) {
         match item {
             Work::Request(Request::Start { respond, .. }) => {
                 let _ = respond.send(Err(error));
@@ -263,13 +342,35 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             Work::Request(Request::Operate { respond, .. }) => {
                 let _ = respond.send(Err(error));
             }
-            Work::Delivery(d) => tracing::warn!(%error, message = ?d.message, "inbound message not processed"),
+            Work::Delivery(d) if error.is_transient() => {
+                tracing::warn!(%error, message = ?d.message, "inbound message not processed; it will be delivered again");
+            }
+            Work::Delivery(d) => self.keep_as_poison(d, format!("cannot be processed: {error}")).await,
             Work::Deadline(id) => {
                 tracing::warn!(%error, saga_id = %id, "deadline not processed; trying again");
                 self.deadlines.set(id, self.clock.now_ms() + STORE_RETRY_MS);
             }
         }
     }
+}
+
+/// Why what `handled` would publish cannot go through a broker taking at
+/// most `max` bytes a message: a command body or an event body (the
+/// relay's message) over it.
+fn oversize(handled: &saga::Handled, saga_type: &str, max: usize) -> Option<String> {
+    let commands = handled.effects.iter().filter_map(|e| match e {
+        Effect::Send(c) => Some((format!("the command for {}:{}", c.step, c.kind), crate::wire::command_body(c).len())),
+        _ => None,
+    });
+    let saga_id = handled.state.as_ref().map(|s| s.id)?;
+    let events = handled.events.iter().map(|r| {
+        let (event_type, _) = saga::encode(&r.event);
+        (format!("the event {event_type}"), crate::wire::event_body(saga_id, saga_type, r).len())
+    });
+    commands
+        .chain(events)
+        .find(|(_, bytes)| *bytes > max)
+        .map(|(what, bytes)| format!("{what} would be {bytes} bytes, over the broker's limit of {max} bytes a message"))
 }
 
 /// Gives a start without an id its id once, so a retry keeps it.

@@ -50,6 +50,9 @@ pub const INBOUND_QUEUE_MAX: usize = 4_096;
 pub const REQUEST_QUEUE_MAX: usize = 1_024;
 /// Most work items decided and committed together.
 pub const BATCH_MAX: usize = 256;
+/// A batch keeps 1/this of its room for operator requests and 1/this for
+/// due deadlines, so neither waits behind a backlog of inbound messages.
+pub const FAIR_SHARE_DIVISOR: usize = 4;
 /// How often a conflicting append is decided again before giving up.
 pub const CONFLICT_RETRIES_MAX: u32 = 8;
 /// Delay before a deadline whose commit failed is tried again.
@@ -94,12 +97,31 @@ pub enum EngineError {
     /// A definition the saga needs is missing or broken.
     #[error("{0}")]
     Definition(String),
+    /// What the input would make is larger than the broker takes.
+    #[error("{0}")]
+    TooLarge(String),
     /// Others kept appending to this saga first.
     #[error("saga {0} kept changing under us; try again")]
     Contended(SagaId),
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,
+}
+
+impl EngineError {
+    /// Whether trying again later may succeed (the store or the engine
+    /// was busy or away), as opposed to an input that will never work.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Store(error) => error.is_transient(),
+            EngineError::Contended(_) | EngineError::Stopped => true,
+            EngineError::UnknownSagaType(_)
+            | EngineError::UnknownSaga(_)
+            | EngineError::Rejected(_)
+            | EngineError::Definition(_)
+            | EngineError::TooLarge(_) => false,
+        }
+    }
 }
 
 /// The answer to a start request.
@@ -243,9 +265,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             let mut work = self.gather(first, &mut inbound);
             let now_ms = self.clock.now_ms();
             if now_ms >= next_claim_ms || self.deadlines.next_ms().is_some_and(|at| at <= now_ms) {
-                let claimed = self.claim_due(now_ms, work.len()).await;
+                let (claimed, claim_room) = self.claim_due(now_ms, work.len()).await;
                 work.extend(claimed.iter().copied().map(batch::Work::Deadline));
-                let full = claimed.len() >= self.config.batch_max.saturating_sub(1);
+                // A full claim means more are due: ask again at once.
+                let full = claimed.len() >= claim_room;
                 next_claim_ms = if full { now_ms } else { now_ms + CLAIM_POLL_MS };
             }
             if !work.is_empty() {
@@ -256,31 +279,43 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         Ok(())
     }
 
-    /// The first item plus whatever else is ready, up to `batch_max`.
+    /// The first item plus whatever else is ready, up to `batch_max`, fairly:
+    /// while a backlog of inbound messages drains, operator requests and
+    /// due deadlines each still get a share of every batch
+    /// ([`FAIR_SHARE_DIVISOR`]): requests are taken first, and inbound
+    /// messages leave room for the deadlines claimed after.
     fn gather(&mut self, first: Option<batch::Work>, inbound: &mut mpsc::Receiver<Delivery>) -> Vec<batch::Work> {
         let max = self.config.batch_max.max(1);
+        let share = (max / FAIR_SHARE_DIVISOR).max(1);
         let mut work: Vec<batch::Work> = first.into_iter().collect();
-        while work.len() < max {
+        self.take_requests(&mut work, share);
+        while work.len() < max.saturating_sub(share).max(1) {
             match inbound.try_recv() {
                 Ok(d) => work.push(batch::Work::Delivery(d)),
                 Err(_) => break,
             }
         }
-        while work.len() < max {
+        self.take_requests(&mut work, max.saturating_sub(share));
+        work
+    }
+
+    /// Operator and API requests, until `work` holds `until` items.
+    fn take_requests(&mut self, work: &mut Vec<batch::Work>, until: usize) {
+        while work.len() < until {
             match self.requests.try_recv() {
                 Ok(r) => work.push(batch::Work::Request(r)),
                 Err(_) => break,
             }
         }
-        work
     }
 
     /// Deadlines due, claimed in the store so that exactly one engine
     /// fires each. Local deadlines only say when to ask.
-    async fn claim_due(&mut self, now_ms: i64, taken: usize) -> Vec<SagaId> {
+    async fn claim_due(&mut self, now_ms: i64, taken: usize) -> (Vec<SagaId>, usize) {
         self.deadlines.pop_due(now_ms, usize::MAX);
-        let room = u32::try_from(self.config.batch_max.saturating_sub(taken).max(1)).unwrap_or(u32::MAX);
-        match self.store.claim_due(now_ms, CLAIM_LEASE_MS, room).await {
+        let share = (self.config.batch_max / FAIR_SHARE_DIVISOR).max(1);
+        let room = u32::try_from(self.config.batch_max.saturating_sub(taken).max(share)).unwrap_or(u32::MAX);
+        let claimed = match self.store.claim_due(now_ms, CLAIM_LEASE_MS, room).await {
             Ok(ids) => {
                 self.metrics.deadlines_claimed.fetch_add(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 ids
@@ -289,7 +324,8 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
                 tracing::warn!(%error, "could not claim due deadlines; trying again at the next poll");
                 Vec::new()
             }
-        }
+        };
+        (claimed, room as usize)
     }
 
     /// The saga's definition and state: from the cache, else folded from its log.

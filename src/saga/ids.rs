@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sha2::{Digest, Sha256};
+
 use crate::definition::Kind;
 
 /// A saga instance's id: a UUID (v7 when jetsaga makes it, so ids sort by
@@ -26,6 +28,19 @@ impl SagaId {
     /// A saga id from 128 bits; the simulator uses it for reproducible ids.
     pub fn from_u128(bits: u128) -> Self {
         Self(uuid::Uuid::from_u128(bits))
+    }
+
+    /// The id of a start message that names none, derived from where the
+    /// broker keeps the message: the same (stream, sequence) always gives
+    /// the same id, so every redelivery of that start, to any orchestrator
+    /// process, starts one saga. A UUIDv7 whose time is `stored_at_ms`
+    /// (when the broker stored the start), so it still sorts by start time.
+    pub fn derived(stream: &str, sequence: u64, stored_at_ms: i64) -> Self {
+        let digest = Sha256::digest(format!("{stream}:{sequence}").as_bytes());
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&digest[..10]);
+        let millis = u64::try_from(stored_at_ms).unwrap_or(0);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
     }
 
     /// Parses the hyphenated (or simple) text form.
@@ -62,4 +77,20 @@ pub fn idempotency_key(saga_id: SagaId, step: &str, kind: Kind) -> String {
 /// orchestrator's own re-publishes of one attempt with it (`Nats-Msg-Id`).
 pub fn message_id(saga_id: SagaId, step: &str, kind: Kind, attempt: u32) -> String {
     format!("{saga_id}:{step}:{kind}:{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_derived_id_is_a_time_ordered_uuid_fixed_by_stream_and_sequence() {
+        let at_ms = 1_767_225_600_000;
+        let id = SagaId::derived("SAGA_START", 7, at_ms);
+        assert_eq!(id, SagaId::derived("SAGA_START", 7, at_ms));
+        assert_ne!(id, SagaId::derived("SAGA_START", 8, at_ms));
+        assert_ne!(id, SagaId::derived("T1_SAGA_START", 7, at_ms));
+        assert_eq!(id.as_uuid().get_version_num(), 7);
+        assert!(SagaId::derived("SAGA_START", 9, at_ms + 1) > SagaId::derived("SAGA_START", 7, at_ms));
+    }
 }

@@ -25,6 +25,13 @@ impl Transport for AnyTransport {
             AnyTransport::JetStream(t) => t.send(command).await,
         }
     }
+
+    fn message_bytes_max(&self) -> Option<usize> {
+        match self {
+            AnyTransport::Memory(t) => t.message_bytes_max(),
+            AnyTransport::JetStream(t) => t.message_bytes_max(),
+        }
+    }
 }
 
 impl ParticipantTransport for AnyTransport {

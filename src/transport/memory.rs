@@ -95,6 +95,10 @@ impl Transport for MemoryTransport {
         }
         Ok(())
     }
+
+    fn message_bytes_max(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl ParticipantTransport for MemoryTransport {

@@ -24,7 +24,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::saga::{Command, Recorded, Reply, SagaId};
+use crate::saga::{Command, Reply, SagaId};
 
 /// A message for the orchestrator.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +98,14 @@ pub enum TransportError {
     /// A stream or consumer could not be created, read or deleted.
     #[error("transport: broker setup failed: {0}")]
     Setup(String),
+    /// The message can never be published: it is larger than the broker takes.
+    #[error("transport: a message of {bytes} bytes is over the broker's max_payload of {max} bytes")]
+    TooLarge {
+        /// The message's size (body and headers).
+        bytes: usize,
+        /// The broker's limit.
+        max: usize,
+    },
 }
 
 /// Where inbound messages the orchestrator cannot parse go: the caller
@@ -111,15 +119,22 @@ pub trait PoisonSink: Send + Sync + 'static {
 
 /// Where committed events go (`SAGA_EVENTS`): the event relay's output.
 pub trait EventSink: Send + Sync + 'static {
-    /// Publishes one committed event of `saga_id`; publishing the same
-    /// event again must be harmless (the relay may, after a crash).
-    fn publish(&self, saga_type: &str, saga_id: SagaId, recorded: &Recorded) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Publishes `body` (`wire::event_body`) as event `seq` of `saga_id`;
+    /// publishing the same event again must be harmless (the relay may,
+    /// after a crash): the message id is `<saga_id>:<seq>`.
+    fn publish(&self, saga_type: &str, saga_id: SagaId, seq: u64, body: Vec<u8>)
+        -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
 /// Publishes commands to participants.
 pub trait Transport: Send + Sync + 'static {
     /// Publishes `command` on `saga.cmd.<participant>.<action>`.
     fn send(&self, command: &Command) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// The largest message body the broker takes, if it has a limit: the
+    /// engine refuses an input whose commands or events would not fit
+    /// rather than commit what could never be published.
+    fn message_bytes_max(&self) -> Option<usize>;
 }
 
 /// A command as a participant receives it, and its acknowledgement.

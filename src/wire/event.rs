@@ -50,6 +50,19 @@ pub fn event_body(saga_id: SagaId, saga_type: &str, recorded: &Recorded) -> Vec<
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
+/// The body published instead of an event too large for the broker: the
+/// same saga, seq, type and time, with `data` saying where to read it.
+pub fn omitted_event_body(saga_id: SagaId, saga_type: &str, recorded: &Recorded, bytes: usize, max: usize) -> Vec<u8> {
+    let (event_type, _) = saga::encode(&recorded.event);
+    let data = serde_json::json!({
+        "omitted": format!("{bytes} bytes is over the broker's max_payload of {max}; read the event from GET /sagas/{saga_id}"),
+        "bytes": bytes,
+    });
+    let event = EventEntry { seq: recorded.seq, event_type: event_type.to_owned(), at: rfc3339(recorded.at_ms), data };
+    let body = EventBody { saga_id, saga_type: saga_type.to_owned(), event };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 /// `Nats-Msg-Id` of an event: `<saga_id>:<seq>`.
 pub fn event_message_id(saga_id: SagaId, seq: u64) -> String {
     format!("{saga_id}:{seq}")

@@ -94,3 +94,25 @@ fn events_carry_type_time_and_data() {
     let typed: EventBody = serde_json::from_value(body).expect("reads back as an event body");
     assert_eq!((typed.saga_id, typed.saga_type.as_str(), typed.event), (id, "trip", EventEntry::of(&recorded)));
 }
+
+#[test]
+fn a_nul_character_anywhere_is_refused_at_the_door() {
+    assert_eq!(find_nul(&json!({"a": ["x", {"b": "c\u{0}d"}]})), Some("/a/1/b".to_owned()));
+    assert_eq!(find_nul(&json!({"k\u{0}": 1})), Some("/k\\u0000".to_owned()));
+    assert_eq!(find_nul(&json!("\u{0}")), Some("/".to_owned()));
+    assert_eq!(find_nul(&json!({"a": "\\u0000 is only text here"})), None);
+    let start = br#"{"input": {"name": "Ada\u0000"}}"#;
+    let refusal = parse_start("trip", start).expect_err("a NUL in the input");
+    assert!(refusal.reason.contains("NUL character") && refusal.reason.contains("/name"), "{}", refusal.reason);
+    let reply = br#"{"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "a", "kind": "action", "attempt": 1, "status": "ok", "output": {"x": "\u0000"}}"#;
+    assert!(parse_reply("p", reply).expect_err("a NUL in the output").reason.contains("NUL"));
+}
+
+#[test]
+fn an_event_too_large_for_the_broker_has_a_stub_that_says_where_to_read_it() {
+    let id = SagaId::parse("0190a5c4-0000-7000-8000-000000000001").expect("uuid");
+    let recorded = Recorded { seq: 1, at_ms: 1_767_225_600_123, event: saga::SagaEvent::SagaCompensated {} };
+    let body: Value = serde_json::from_slice(&omitted_event_body(id, "trip", &recorded, 2_000_000, 1_048_576)).expect("json");
+    assert_eq!((body["seq"].as_u64(), body["type"].as_str()), (Some(1), Some("saga_compensated")));
+    assert!(body["data"]["omitted"].as_str().is_some_and(|why| why.contains("GET /sagas/")), "{body}");
+}

@@ -43,8 +43,18 @@ pub fn schema_url(schema: &str) -> String {
 
 /// The configuration of a JetStream transport under its own prefix (own streams).
 pub fn nats_config(prefix: &str) -> JetStreamConfig {
-    JetStreamConfig { url: nats_url(), prefix: Subjects::new(prefix), connect_attempts_max: 2, ..JetStreamConfig::default() }
+    JetStreamConfig {
+        url: nats_url(),
+        prefix: Subjects::new(prefix),
+        connect_attempts_max: 2,
+        stream_max_bytes: STREAM_MAX_BYTES,
+        ..JetStreamConfig::default()
+    }
 }
+
+/// Bytes each test stream may keep: the server reserves this per stream
+/// from its storage, and many tests run at once.
+pub const STREAM_MAX_BYTES: i64 = 16 * 1024 * 1024;
 
 /// A JetStream transport under its own prefix (own streams).
 pub async fn nats(prefix: &str, ack_wait: Duration) -> JetStreamTransport {
@@ -69,6 +79,7 @@ impl Serve {
             .env("NATS_URL", nats_url())
             .env("DATABASE_URL", schema_url(schema))
             .env("JETSAGA_SUBJECT_PREFIX", prefix)
+            .env("JETSAGA_STREAM_MAX_BYTES", STREAM_MAX_BYTES.to_string())
             .env("JETSAGA_OPS_TOKEN", "test-token")
             .env("JETSAGA_LOG", "warn")
             .stdout(Stdio::null())

@@ -13,7 +13,7 @@ use jetsaga::definition::{ActionName, Kind, Participant, SagaType, StepName};
 use jetsaga::saga::{self, Command, Recorded, ReplyStatus, SagaEvent, SagaId};
 use jetsaga::transport::jetstream::{reply_message_id, StreamKind};
 use jetsaga::transport::{
-    Delivery, Inbound, JetStreamConfig, JetStreamTransport, ParticipantTransport, PoisonSink, Transport, TransportError,
+    Delivery, EventSink, Inbound, JetStreamConfig, JetStreamTransport, ParticipantTransport, PoisonSink, Transport, TransportError,
 };
 use jetsaga::wire::{self, ReplyBody, StartBody, Subjects};
 use serde_json::{json, Value};
@@ -104,11 +104,13 @@ impl Runner {
         let (stop, stopped) = oneshot::channel::<()>();
         let transport = transport.clone();
         let task = tokio::spawn(async move {
-            transport
-                .run_inbound(tx, sink, async {
+            let consumers = transport.orchestrator_consumers().await?;
+            consumers
+                .run(tx, sink, async {
                     let _ = stopped.await;
                 })
-                .await
+                .await;
+            Ok(())
         });
         Self { rx, stop: Some(stop), task }
     }
@@ -283,10 +285,14 @@ async fn an_unacked_delivery_comes_back_after_ack_wait_and_an_acked_one_does_not
 
 #[tokio::test]
 async fn garbage_replies_are_poison_and_do_not_block_the_consumer() {
-    let broker = Broker::with(|c| c.message_bytes_max = 4_096);
+    // The streams take the default 1 MiB; this orchestrator's own limit is
+    // 4 KiB (attached, so the streams keep theirs): a message the broker
+    // took but the orchestrator will not is poison too.
+    let broker = Broker::new();
     let transport = broker.connect().await;
+    let strict = JetStreamTransport::attach(JetStreamConfig { message_bytes_max: 4_096, ..broker.config.clone() }).await.expect("attach");
     let sink = Sink::default();
-    let mut inbound = Runner::start(&transport, sink.clone());
+    let mut inbound = Runner::start(&strict, sink.clone());
     let on_x = broker.subjects().reply("x");
     let mut oversize = reply_bytes(&saga_id(4).to_string());
     oversize.extend(std::iter::repeat_n(b' ', 5_000));
@@ -312,6 +318,27 @@ async fn garbage_replies_are_poison_and_do_not_block_the_consumer() {
     }
     inbound.nothing_for(Duration::from_millis(500)).await;
     inbound.stop().await;
+}
+
+#[tokio::test]
+async fn the_streams_refuse_a_message_over_the_size_limit_and_say_how_large() {
+    let broker = Broker::with(|c| c.message_bytes_max = 4_096);
+    let transport = broker.connect().await;
+    let state = transport.stream_state(StreamKind::Replies).await.expect("stream");
+    assert_eq!(state.max_message_size, 4_096);
+    assert_eq!((state.max_age, state.max_bytes), (jetsaga::transport::jetstream::STREAM_MAX_AGE_DEFAULT, infra::STREAM_MAX_BYTES));
+    let refused = transport.publish_raw(&broker.subjects().reply("x"), vec![b' '; 5_000]).await;
+    assert!(matches!(refused, Err(TransportError::TooLarge { bytes: 5_000, max: 4_096 })), "{refused:?}");
+}
+
+#[tokio::test]
+async fn an_event_over_the_server_max_payload_is_too_large_at_once() {
+    let broker = Broker::new();
+    let transport = broker.connect().await;
+    let max = transport.payload_max();
+    let body = vec![b' '; max + 1];
+    let result = EventSink::publish(&transport, "trip", saga_id(9), 1, body).await;
+    assert!(matches!(result, Err(TransportError::TooLarge { bytes, max: m }) if bytes == max + 1 && m == max), "{result:?}");
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ async fn health_and_readiness() {
         definitions: Arc::new(Definitions::new(&catalog(&[fixture("trip")]))),
         readiness: readiness.clone(),
         metrics: Arc::default(),
-        relay_lag: Arc::default(),
+        relay: Arc::default(),
         token: None,
         clock: Clock::system(),
     };

@@ -138,7 +138,7 @@ fn callers(dirs: &[&str], calls: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_orchestrator_is_assembled_in_one_place() {
-    let assembly = ["Engine::new(", "relay::run(", ".run_inbound(", "Definitions::new("];
+    let assembly = ["Engine::new(", "relay::run(", ".orchestrator_consumers(", "Definitions::new("];
     let elsewhere: Vec<String> =
         callers(&["src", "benches"], &assembly).into_iter().filter(|f| !f.starts_with("src/orchestrator.rs:")).collect();
     assert!(elsewhere.is_empty(), "assemble through Orchestrator::build (src/orchestrator.rs), not by hand:\n{}", elsewhere.join("\n"));

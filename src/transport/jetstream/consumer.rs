@@ -55,6 +55,9 @@ impl Pull {
     }
 
     async fn stream(&self) -> Result<pull::Stream, TransportError> {
+        // The broker may have lost the stream (a restart without its data,
+        // an operator's mistake): create it again before the consumer.
+        self.transport.restore_stream(self.kind).await?;
         let name = self.transport.stream_name(self.kind);
         let durable = self.config.durable_name.clone().unwrap_or_default();
         let setup = |e: &dyn std::fmt::Display| TransportError::Setup(format!("consumer {durable} on {name}: {e}"));
@@ -86,7 +89,7 @@ impl Pull {
                 Some(Ok(message)) => return message,
                 Some(Err(error)) => {
                     tracing::warn!(consumer = self.durable(), %error, "consumer error");
-                    if error.kind() == MessagesErrorKind::ConsumerDeleted {
+                    if matches!(error.kind(), MessagesErrorKind::ConsumerDeleted | MessagesErrorKind::MissingHeartbeat) {
                         self.messages = None;
                     }
                     tokio::time::sleep(REOPEN_DELAY).await;

@@ -13,13 +13,49 @@ use std::future::Future;
 use async_nats::jetstream::Message;
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use super::consumer::Pull;
-use super::{JetStreamTransport, StreamKind};
+use super::{AcksInFlight, JetStreamTransport, StreamKind};
+use crate::saga::SagaId;
 use crate::transport::{Ack, Delivery, Inbound, PoisonSink, TransportError};
 use crate::wire;
 
 /// The engine's channel is closed: nothing more to deliver.
 struct Closed;
+
+/// The orchestrators' two consumers, created; [`Self::run`] feeds the engine.
+pub struct OrchestratorConsumers {
+    transport: JetStreamTransport,
+    starts: Pull,
+    replies: Pull,
+}
+
+impl std::fmt::Debug for OrchestratorConsumers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestratorConsumers").field("starts", &self.starts.durable()).field("replies", &self.replies.durable()).finish()
+    }
+}
+
+impl OrchestratorConsumers {
+    /// Feeds starts and replies to `tx` until `shutdown` resolves or `tx`
+    /// closes; broker trouble is logged and waited out (a lost stream or
+    /// consumer is created again).
+    pub async fn run(mut self, tx: mpsc::Sender<Delivery>, poison: impl PoisonSink, shutdown: impl Future<Output = ()> + Send) {
+        let transport = self.transport.clone();
+        let consume = async {
+            tokio::join!(
+                transport.consume(&mut self.starts, StreamKind::Start, &tx, &poison),
+                transport.consume(&mut self.replies, StreamKind::Replies, &tx, &poison),
+            )
+        };
+        tokio::select! {
+            () = shutdown => {}
+            () = tx.closed() => {}
+            _ = consume => {}
+        }
+    }
+}
 
 impl JetStreamTransport {
     /// The durable name of the orchestrators' consumer on `kind`
@@ -34,29 +70,13 @@ impl JetStreamTransport {
         format!("{}_orchestrator_{which}", self.config.consumer_prefix())
     }
 
-    /// Feeds starts and replies to `tx` until `shutdown` resolves or `tx`
-    /// closes. Fails only if the consumers cannot be created at first;
-    /// later broker trouble is logged and waited out.
-    pub async fn run_inbound(
-        &self,
-        tx: mpsc::Sender<Delivery>,
-        poison: impl PoisonSink,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), TransportError> {
-        let mut starts = self.orchestrator_pull(StreamKind::Start).await?;
-        let mut replies = self.orchestrator_pull(StreamKind::Replies).await?;
-        let consume = async {
-            tokio::join!(
-                self.consume(&mut starts, StreamKind::Start, &tx, &poison),
-                self.consume(&mut replies, StreamKind::Replies, &tx, &poison),
-            )
-        };
-        tokio::select! {
-            () = shutdown => {}
-            () = tx.closed() => {}
-            _ = consume => {}
-        }
-        Ok(())
+    /// Creates (or joins) the orchestrators' durable consumers on the start
+    /// and reply streams. An error here means the process cannot do its
+    /// work: `serve` refuses to start.
+    pub async fn orchestrator_consumers(&self) -> Result<OrchestratorConsumers, TransportError> {
+        let starts = self.orchestrator_pull(StreamKind::Start).await?;
+        let replies = self.orchestrator_pull(StreamKind::Replies).await?;
+        Ok(OrchestratorConsumers { transport: self.clone(), starts, replies })
     }
 
     async fn orchestrator_pull(&self, kind: StreamKind) -> Result<Pull, TransportError> {
@@ -82,8 +102,9 @@ impl JetStreamTransport {
         let subject = message.subject.to_string();
         match self.parse(kind, &subject, &message.payload) {
             Ok(inbound) => {
+                let inbound = with_derived_id(inbound, &message);
                 // Unsent (the engine stopped) means unacked: redelivered later.
-                let delivery = Delivery { message: inbound, ack: ack_when_fired(message) };
+                let delivery = Delivery { message: inbound, ack: ack_when_fired(message, self.acks.clone()) };
                 tx.send(delivery).await.map_err(|_| Closed)
             }
             Err(reason) => {
@@ -115,15 +136,41 @@ impl JetStreamTransport {
     }
 }
 
+/// A start that names no saga id gets the one derived from the message's
+/// place in its stream ([`SagaId::derived`]): a start committed but not yet
+/// acknowledged when a process died comes back with the same id, and is
+/// an idempotent start instead of a second saga.
+fn with_derived_id(inbound: Inbound, message: &Message) -> Inbound {
+    match inbound {
+        Inbound::Start { saga_type, saga_id: None, input } => {
+            let saga_id = match message.info() {
+                Ok(info) => {
+                    let stored_at_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                    Some(SagaId::derived(info.stream, info.stream_sequence, stored_at_ms))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, subject = %message.subject, "a start without its stream position; it gets a fresh id");
+                    None
+                }
+            };
+            Inbound::Start { saga_type, saga_id, input }
+        }
+        other => other,
+    }
+}
+
 /// An [`Ack`] that acks `message` on the broker when fired (from any
-/// thread: the ack runs on the runtime that received the message).
-pub(super) fn ack_when_fired(message: Message) -> Ack {
+/// thread: the ack runs on the runtime that received the message), counted
+/// in flight until the broker confirms it.
+pub(super) fn ack_when_fired(message: Message, acks: Arc<AcksInFlight>) -> Ack {
     let runtime = tokio::runtime::Handle::current();
     Ack::new(move || {
+        acks.started();
         runtime.spawn(async move {
             if let Err(error) = message.ack().await {
                 tracing::warn!(subject = %message.subject, %error, "ack failed; the message will be redelivered");
             }
+            acks.finished();
         });
     })
 }

@@ -16,6 +16,7 @@ mod participant;
 mod streams;
 
 pub use follow::FOLLOW_QUEUE_MAX;
+pub use inbound::OrchestratorConsumers;
 pub use participant::reply_message_id;
 pub use streams::{StoredMessage, StreamKind, StreamState};
 
@@ -34,8 +35,11 @@ use crate::wire::{self, Subjects};
 /// Most messages a consumer hands out before they are acked: bounds the
 /// work in flight per consumer (shared by every process on it).
 pub const MAX_ACK_PENDING: i64 = 1_024;
-/// Deliveries of one message before the broker gives up on it.
-pub const MAX_DELIVER_DEFAULT: i64 = 20;
+/// Deliveries of one message before the broker gives up on it: never
+/// (-1). The engine keeps a message it can never use as poison and acks
+/// it; every other failure passes (the store or broker was away), so the
+/// message must come back until it is processed, however long that takes.
+pub const MAX_DELIVER_DEFAULT: i64 = -1;
 /// Tries to reach the broker at start-up before giving up.
 pub const CONNECT_ATTEMPTS_MAX: u32 = 10;
 /// Tries of one publish (same message id) before it is an error.
@@ -48,9 +52,20 @@ const CONNECT_DELAY_FIRST: Duration = Duration::from_millis(250);
 const CONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 /// Pause after the n-th failed publish of one message is n times this.
 const PUBLISH_RETRY_STEP: Duration = Duration::from_millis(100);
+/// Room left for headers (`Nats-Msg-Id`, `traceparent`) when a body is
+/// measured against the server's `max_payload`.
+pub const HEADER_BYTES_ALLOWANCE: usize = 512;
 /// How long a delivered message may stay unacked before redelivery, by
 /// default (`serve --ack-wait`); the engine's restart grace uses the same.
 pub const ACK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+/// How long a stream keeps a message, by default: a week. A start not
+/// consumed within it is dropped by the broker (an orchestrator down for a
+/// week has bigger problems); a command or reply that old is long timed out.
+pub const STREAM_MAX_AGE_DEFAULT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most bytes one stream keeps, by default (1 GiB). The server reserves
+/// it from its JetStream storage for each of the four streams, so one
+/// deployment needs 4 GiB of `max_file_store`.
+pub const STREAM_MAX_BYTES_DEFAULT: i64 = 1024 * 1024 * 1024;
 /// How long the broker remembers a message id, by default.
 pub const DUPLICATE_WINDOW_DEFAULT: Duration = Duration::from_secs(120);
 /// How long one publish waits for the broker's ack, by default.
@@ -81,6 +96,11 @@ pub struct JetStreamConfig {
     pub require_tls: bool,
     /// How long a delivered message may stay unacked before redelivery.
     pub ack_wait: Duration,
+    /// How long a stream keeps a message (the broker drops older ones;
+    /// PostgreSQL keeps the saga's log whatever happens here).
+    pub stream_max_age: Duration,
+    /// Most bytes one stream keeps (oldest messages go first).
+    pub stream_max_bytes: i64,
     /// Deliveries of one message before the broker gives up on it.
     pub max_deliver: i64,
     /// Most unacked messages per consumer.
@@ -111,6 +131,8 @@ impl Default for JetStreamConfig {
             tls_key: None,
             require_tls: false,
             ack_wait: ACK_WAIT_DEFAULT,
+            stream_max_age: STREAM_MAX_AGE_DEFAULT,
+            stream_max_bytes: STREAM_MAX_BYTES_DEFAULT,
             max_deliver: MAX_DELIVER_DEFAULT,
             max_ack_pending: MAX_ACK_PENDING,
             message_bytes_max: wire::MESSAGE_BYTES_MAX,
@@ -136,16 +158,43 @@ fn sanitise(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
 }
 
-/// The JetStream transport. Cheap to clone; clones share the connection.
+/// The JetStream transport. Cheap to clone; clones share the connection
+/// and the count of acknowledgements still on their way.
 #[derive(Clone)]
 pub struct JetStreamTransport {
     context: Context,
     config: Arc<JetStreamConfig>,
+    acks: Arc<AcksInFlight>,
+}
+
+/// Acknowledgements fired but not yet confirmed by the broker: a clean
+/// shutdown waits for them ([`JetStreamTransport::flush_acks`]), so a
+/// message whose events are committed is not delivered again after it.
+#[derive(Debug, Default)]
+pub(crate) struct AcksInFlight {
+    count: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+impl AcksInFlight {
+    pub(crate) fn started(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn finished(&self) {
+        if self.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.settled.notify_waiters();
+        }
+    }
 }
 
 impl EventSink for JetStreamTransport {
-    async fn publish(&self, saga_type: &str, saga_id: SagaId, recorded: &Recorded) -> Result<(), TransportError> {
-        self.publish_event(saga_type, recorded, saga_id).await
+    async fn publish(&self, saga_type: &str, saga_id: SagaId, seq: u64, body: Vec<u8>) -> Result<(), TransportError> {
+        let subject = self.config.prefix.event(saga_type, saga_id);
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", wire::event_message_id(saga_id, seq));
+        headers.insert("traceparent", wire::traceparent(saga_id, seq));
+        self.publish(StreamKind::Events, subject, headers, body).await
     }
 }
 
@@ -172,7 +221,7 @@ impl JetStreamTransport {
     pub async fn attach(config: JetStreamConfig) -> Result<Self, TransportError> {
         let client = connect_with_retry(&config).await?;
         let context = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client);
-        Ok(Self { context, config: Arc::new(config) })
+        Ok(Self { context, config: Arc::new(config), acks: Arc::default() })
     }
 
     /// The configuration it was connected with.
@@ -189,11 +238,29 @@ impl JetStreamTransport {
     /// with `Nats-Msg-Id` = `<saga_id>:<seq>`, so a relay that publishes
     /// it again after a crash leaves one copy.
     pub async fn publish_event(&self, saga_type: &str, recorded: &Recorded, saga_id: SagaId) -> Result<(), TransportError> {
-        let subject = self.config.prefix.event(saga_type, saga_id);
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", wire::event_message_id(saga_id, recorded.seq));
-        headers.insert("traceparent", wire::traceparent(saga_id, recorded.seq));
-        self.publish(subject, headers, wire::event_body(saga_id, saga_type, recorded)).await
+        EventSink::publish(self, saga_type, saga_id, recorded.seq, wire::event_body(saga_id, saga_type, recorded)).await
+    }
+
+    /// Waits until every acknowledgement fired so far is written to the
+    /// broker's socket, at most `max`; says whether they all were.
+    pub async fn flush_acks(&self, max: Duration) -> bool {
+        let settled = async {
+            loop {
+                let notified = self.acks.settled.notified();
+                if self.acks.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+            self.context.client().flush().await.is_ok()
+        };
+        tokio::time::timeout(max, settled).await.unwrap_or(false)
+    }
+
+    /// The largest message the server takes (its `max_payload`, body and
+    /// headers), as it said when this transport connected.
+    pub fn payload_max(&self) -> usize {
+        self.context.client().server_info().max_payload
     }
 
     /// Publishes a start request on `<prefix>.start.<saga_type>` (for
@@ -204,44 +271,71 @@ impl JetStreamTransport {
             headers.insert("Nats-Msg-Id", format!("{id}:start"));
         }
         let bytes = serde_json::to_vec(body).map_err(|e| TransportError::Publish(e.to_string()))?;
-        self.publish(self.config.prefix.start(saga_type), headers, bytes).await
+        self.publish(StreamKind::Start, self.config.prefix.start(saga_type), headers, bytes).await
     }
 
     /// Publishes `payload` as is on `subject` (tests inject garbage with it).
     pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) -> Result<(), TransportError> {
-        self.publish(subject.to_owned(), HeaderMap::new(), payload).await
+        self.publish(StreamKind::Start, subject.to_owned(), HeaderMap::new(), payload).await
     }
 
-    /// Publishes and awaits the broker's ack, retrying on error or timeout
-    /// with the same headers (so the same `Nats-Msg-Id`) up to
-    /// `publish_attempts_max` times.
-    async fn publish(&self, subject: String, headers: HeaderMap, payload: Vec<u8>) -> Result<(), TransportError> {
+    /// Publishes to `kind`'s stream and awaits the broker's ack, retrying
+    /// on error or timeout with the same headers (so the same
+    /// `Nats-Msg-Id`) up to `publish_attempts_max` times; before a retry the
+    /// stream is created again if the broker lost it.
+    async fn publish(&self, kind: StreamKind, subject: String, headers: HeaderMap, payload: Vec<u8>) -> Result<(), TransportError> {
         let payload = Bytes::from(payload);
         let attempts_max = self.config.publish_attempts_max.max(1);
         let mut last_error = String::new();
         for attempt in 1..=attempts_max {
             match self.publish_once(&subject, headers.clone(), payload.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(error) => {
+                Err(PublishFailure::TooLarge) => {
+                    let max = self.payload_max().min(self.config.message_bytes_max);
+                    return Err(TransportError::TooLarge { bytes: payload.len(), max });
+                }
+                Err(PublishFailure::Other(error)) => {
                     tracing::warn!(%subject, attempt, attempts_max, %error, "publish failed");
                     last_error = error;
                 }
             }
             if attempt < attempts_max {
                 tokio::time::sleep(PUBLISH_RETRY_STEP * attempt).await;
+                if let Err(error) = self.restore_stream(kind).await {
+                    tracing::warn!(%error, "cannot check the stream before publishing again");
+                }
             }
         }
         Err(TransportError::Publish(format!("{subject}: {last_error} (after {attempts_max} attempts)")))
     }
 
-    async fn publish_once(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<(), String> {
-        let ack = self.context.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(|e| e.to_string())?;
+    async fn publish_once(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<(), PublishFailure> {
+        let ack = self.context.publish_with_headers(subject.to_owned(), headers, payload).await.map_err(|e| match e.kind() {
+            jetstream::context::PublishErrorKind::MaxPayloadExceeded => PublishFailure::TooLarge,
+            _ => PublishFailure::Other(e.to_string()),
+        })?;
         match tokio::time::timeout(self.config.publish_timeout, ack).await {
             Ok(Ok(_ack)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no publish ack within {:?}", self.config.publish_timeout)),
+            Ok(Err(e)) if over_stream_limit(&e) => Err(PublishFailure::TooLarge),
+            Ok(Err(e)) => Err(PublishFailure::Other(e.to_string())),
+            Err(_) => Err(PublishFailure::Other(format!("no publish ack within {:?}", self.config.publish_timeout))),
         }
     }
+}
+
+/// Whether the stream refused the message for its `max_msg_size`.
+fn over_stream_limit(error: &jetstream::context::PublishError) -> bool {
+    use std::error::Error as _;
+    let code = error.source().and_then(|source| source.downcast_ref::<jetstream::Error>()).map(jetstream::Error::error_code);
+    code == Some(jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)
+}
+
+/// Why one publish did not go through.
+enum PublishFailure {
+    /// Over the server's `max_payload`: it never will.
+    TooLarge,
+    /// Anything else: worth another try.
+    Other(String),
 }
 
 impl Transport for JetStreamTransport {
@@ -249,7 +343,12 @@ impl Transport for JetStreamTransport {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", command.message_id.as_str());
         headers.insert("traceparent", wire::traceparent(command.saga_id, span_id(&command.message_id)));
-        self.publish(self.config.prefix.command(command), headers, wire::command_body(command)).await
+        self.publish(StreamKind::Commands, self.config.prefix.command(command), headers, wire::command_body(command)).await
+    }
+
+    fn message_bytes_max(&self) -> Option<usize> {
+        // The server's max_payload and the streams' max_msg_size both bound a message.
+        Some(self.payload_max().min(self.config.message_bytes_max).saturating_sub(HEADER_BYTES_ALLOWANCE))
     }
 }
 

@@ -30,6 +30,7 @@ impl ParticipantTransport for JetStreamTransport {
         let filter = self.config.prefix.commands_for(participant);
         let mut pull = Pull::open(self, StreamKind::Commands, self.participant_consumer(participant), filter).await?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_MAX);
+        let acks = self.acks.clone();
         tokio::spawn(async move {
             loop {
                 let message = tokio::select! {
@@ -48,7 +49,7 @@ impl ParticipantTransport for JetStreamTransport {
                     }
                 };
                 let traceparent = message.headers.as_ref().and_then(|h| h.get("traceparent")).map(|v| v.as_str().to_owned());
-                let delivery = CommandDelivery { command, traceparent, ack: ack_when_fired(message) };
+                let delivery = CommandDelivery { command, traceparent, ack: ack_when_fired(message, acks.clone()) };
                 if tx.send(delivery).await.is_err() {
                     return;
                 }
@@ -63,6 +64,6 @@ impl ParticipantTransport for JetStreamTransport {
         if let Some(traceparent) = traceparent {
             headers.insert("traceparent", traceparent);
         }
-        self.publish(self.config.prefix.reply(participant), headers, wire::reply_body(reply)).await
+        self.publish(StreamKind::Replies, self.config.prefix.reply(participant), headers, wire::reply_body(reply)).await
     }
 }

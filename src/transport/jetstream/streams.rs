@@ -71,6 +71,12 @@ pub struct StreamState {
     pub duplicate_window: Duration,
     /// Messages stored.
     pub messages: u64,
+    /// How long a message is kept.
+    pub max_age: Duration,
+    /// Most bytes kept.
+    pub max_bytes: i64,
+    /// Largest message taken.
+    pub max_message_size: i32,
 }
 
 /// One message as the stream stores it.
@@ -97,17 +103,33 @@ impl JetStreamTransport {
     /// Creates `kind`'s stream, or updates it to the configuration (a
     /// second orchestrator, or a restart, changes nothing).
     pub(super) async fn ensure_stream(&self, kind: StreamKind) -> Result<(), TransportError> {
-        let config = Config {
+        let config = self.stream_config(kind);
+        let name = config.name.clone();
+        self.context.create_or_update_stream(config).await.map_err(|e| TransportError::Setup(format!("stream {name}: {e}")))?;
+        Ok(())
+    }
+
+    /// Creates `kind`'s stream if the broker lost it, leaving an existing
+    /// one as it is (its operator may have tuned it).
+    pub(crate) async fn restore_stream(&self, kind: StreamKind) -> Result<(), TransportError> {
+        let config = self.stream_config(kind);
+        let name = config.name.clone();
+        self.context.get_or_create_stream(config).await.map_err(|e| TransportError::Setup(format!("stream {name}: {e}")))?;
+        Ok(())
+    }
+
+    fn stream_config(&self, kind: StreamKind) -> Config {
+        Config {
             name: self.stream_name(kind),
             subjects: vec![self.config.prefix.all(kind.token())],
             storage: StorageType::File,
             num_replicas: self.config.replicas,
             duplicate_window: self.config.duplicate_window,
+            max_age: self.config.stream_max_age,
+            max_bytes: self.config.stream_max_bytes,
+            max_message_size: i32::try_from(self.config.message_bytes_max).unwrap_or(i32::MAX),
             ..Config::default()
-        };
-        let name = config.name.clone();
-        self.context.create_or_update_stream(config).await.map_err(|e| TransportError::Setup(format!("stream {name}: {e}")))?;
-        Ok(())
+        }
     }
 
     /// How `kind`'s stream looks on the broker.
@@ -122,6 +144,9 @@ impl JetStreamTransport {
             replicas: info.config.num_replicas,
             duplicate_window: info.config.duplicate_window,
             messages: info.state.messages,
+            max_age: info.config.max_age,
+            max_bytes: info.config.max_bytes,
+            max_message_size: info.config.max_message_size,
         })
     }
 
