@@ -83,6 +83,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         let mut retry = Vec::new();
         self.metrics.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let append_started = self.clock.instant();
+        crate::crash_point!("engine-before-commit");
         let appended = self.store.append(&appends).await;
         self.metrics.observe_append(append_started.elapsed());
         match appended {
@@ -237,8 +238,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     /// (publish the batch's commands, set or clear deadlines), then per
     /// saga count what happened, update the cache and answer its callers.
     async fn after_commit(&mut self, done: Vec<Touched>) {
+        crate::crash_point!("engine-after-commit");
         let effects = done.iter().flat_map(|t| t.effects.iter().map(|e| (t.state.id, e.clone()))).collect();
         self.carry_out(effects).await;
+        crate::crash_point!("engine-after-publish");
         for t in done {
             let span =
                 tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));

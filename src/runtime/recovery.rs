@@ -52,6 +52,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
                 effects.extend(h.effects.into_iter().map(|e| (id, e)));
                 recovered += 1;
             }
+            crate::crash_point!("recovery-mid");
             self.carry_out(effects).await;
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
