@@ -201,7 +201,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         if let Input::Reply(reply) = &input {
             tracing::debug!(participant = %reply.participant, status = ?reply.status, "reply received");
         }
-        let ctx = Context { now_ms, jitter: self.rng.unit() };
+        let ctx = Context { now_ms, jitter: self.rng.unit(), replies_held_until_ms: self.replies_held_until_ms };
         let handled = saga::handle(saga::decide, &def, saga_id, state, &input, &ctx);
         if let Some(why) = self.transport.message_bytes_max().and_then(|max| oversize(&handled, def.name.as_str(), max)) {
             return self.too_large(item, why).await;

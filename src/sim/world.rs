@@ -225,7 +225,7 @@ impl<'a> World<'a> {
         let before = self.load(saga_id);
         let seq = before.as_ref().map_or(0, |s| s.seq);
         let jitter = (mix(saga_id.as_uuid().as_u128() as u64 ^ seq.wrapping_mul(0x9E37)) >> 11) as f64 / (1u64 << 53) as f64;
-        let ctx = Context { now_ms: self.now_ms, jitter };
+        let ctx = Context::new(self.now_ms, jitter);
         let handled = saga::handle(self.decide, self.def, saga_id, before.clone(), &input, &ctx);
         if handled.events.is_empty() {
             return;

@@ -79,10 +79,10 @@ pub(super) enum Participants {
 impl Participants {
     /// Subscribes every participant, then serves each on a task until the
     /// orchestrator stops.
-    pub(super) async fn spawn(
+    pub(super) async fn spawn<S>(
         &self,
         catalog: &Catalog,
-        orchestrator: &Orchestrator<AnyStore>,
+        orchestrator: &Orchestrator<S>,
         ledger: &Ledger,
     ) -> Vec<JoinHandle<Result<(), ParticipantError>>> {
         let transport = orchestrator.transport();
