@@ -175,3 +175,152 @@ async fn a_start_too_large_for_the_broker_is_refused() {
     app.wait_for(id, Status::Completed).await;
     app.stop().await;
 }
+
+/// What the relay published: (saga, seq, body).
+#[derive(Clone, Default)]
+struct Published {
+    events: Arc<std::sync::Mutex<Vec<(SagaId, u64, serde_json::Value)>>>,
+    /// Bodies larger than this are refused as too large for the broker.
+    max: usize,
+}
+
+impl jetsaga::transport::EventSink for Published {
+    async fn publish(&self, _saga_type: &str, saga_id: SagaId, seq: u64, body: Vec<u8>) -> Result<(), jetsaga::transport::TransportError> {
+        if body.len() > self.max {
+            return Err(jetsaga::transport::TransportError::TooLarge { bytes: body.len(), max: self.max });
+        }
+        let body = serde_json::from_slice(&body).expect("a JSON body");
+        self.events.lock().expect("published").push((saga_id, seq, body));
+        Ok(())
+    }
+}
+
+impl Published {
+    fn seqs(&self) -> Vec<u64> {
+        self.events.lock().expect("published").iter().map(|(_, seq, _)| *seq).collect()
+    }
+}
+
+/// A saga of `n` events whose `big`-th carries a large output.
+fn log_of(id: SagaId, n: u64, big: Option<u64>) -> jetsaga::store::Append {
+    use jetsaga::saga::Recorded;
+    use jetsaga::store::{Append, SagaSummary};
+    let started = SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "h".into(), input: json!({}) };
+    let events = (1..=n)
+        .map(|seq| {
+            let event = match (seq, big) {
+                (1, _) => started.clone(),
+                (s, Some(b)) if s == b => SagaEvent::InputIgnored { input: "x".repeat(10_000), reason: "big".into() },
+                _ => SagaEvent::InputIgnored { input: "reply".into(), reason: "late".into() },
+            };
+            Recorded { seq, at_ms: 1_767_225_600_000 + seq as i64, event }
+        })
+        .collect();
+    let summary = SagaSummary {
+        saga_id: id,
+        saga_type: "trip".into(),
+        version: 1,
+        status: Status::Running,
+        current_step: None,
+        started_at_ms: 1_767_225_600_001,
+        updated_at_ms: 1_767_225_600_000 + n as i64,
+        last_seq: n,
+        deadline_ms: None,
+    };
+    Append { saga_id: id, expected_seq: 0, events, summary }
+}
+
+/// The relay outlives a database outage: it retries, says it is failing,
+/// and publishes everything committed before and after. Before: it returned
+/// on its first error and nothing restarted it.
+#[tokio::test]
+async fn the_relay_outlives_a_database_outage() {
+    let store = crate::support::FaultyStore::default();
+    store.append(&[log_of(saga_id(1), 3, None)]).await.expect("appended");
+    let sink = Published { max: usize::MAX, ..Published::default() };
+    let status = Arc::new(jetsaga::runtime::relay::RelayStatus::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(jetsaga::runtime::relay::run(store.clone(), sink.clone(), "events", status.clone(), async {
+        let _ = stopped.await;
+    }));
+    crate::support::eventually!("the first saga published", (sink.seqs().len() == 3).then_some(()));
+    store.go_down();
+    crate::support::eventually!("the relay to say it is failing", status.failing().then_some(()));
+    store.inner().append(&[log_of(saga_id(2), 2, None)]).await.expect("committed while the relay could not read");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.come_back();
+    crate::support::eventually!("every event published", (sink.seqs().len() == 5).then_some(()));
+    crate::support::eventually!("the relay healthy again", (!status.failing()).then_some(()));
+    assert!(store.failures() > 0);
+    let _ = stop.send(());
+    relay.await.expect("the relay stops when asked");
+}
+
+/// An event the broker can never take is published as a stub that says
+/// where to read it, and the events after it go on. Before: the relay
+/// retried that one event forever and everything behind it waited.
+#[tokio::test]
+async fn an_event_too_large_for_the_broker_does_not_block_the_relay() {
+    let store = jetsaga::store::MemoryStore::new();
+    store.append(&[log_of(saga_id(1), 4, Some(2))]).await.expect("appended");
+    let sink = Published { max: 4_096, ..Published::default() };
+    let status = Arc::new(jetsaga::runtime::relay::RelayStatus::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(jetsaga::runtime::relay::run(store, sink.clone(), "events", status.clone(), async {
+        let _ = stopped.await;
+    }));
+    crate::support::eventually!("every event published", (sink.seqs() == vec![1, 2, 3, 4]).then_some(()));
+    let stub = sink.events.lock().expect("published")[1].2.clone();
+    assert_eq!(stub["type"], "input_ignored");
+    assert!(stub["data"]["omitted"].as_str().is_some_and(|why| why.contains("max_payload")), "{stub}");
+    assert_eq!(status.omitted(), 1);
+    let _ = stop.send(());
+    relay.await.expect("the relay stops when asked");
+}
+
+/// A broker that lost its streams (restarted without its data, an
+/// operator's mistake) gets them back while the orchestrator runs.
+/// Before: the consumers waited for the lost stream forever, and commands
+/// had nowhere to go.
+#[tokio::test]
+async fn streams_lost_by_the_broker_are_created_again() {
+    // A fuse long enough for a participant to notice its lost consumer (two
+    // missed heartbeats of the pull) and open it again.
+    let app = app(&["trip"]).jetstream().timeout("8s").ack_wait(Duration::from_secs(2)).spawn().await;
+    let first = app.start("trip", json!({})).await;
+    app.wait_for(first, Status::Completed).await;
+    app.jetstream().delete_streams().await.expect("the broker loses its streams");
+    let second = app.start("trip", json!({})).await;
+    app.wait_for(second, Status::Completed).await;
+    app.stop().await;
+}
+
+/// `serve` that cannot create its consumers cannot do its work: it exits
+/// non-zero and says why. Before: it logged the error, kept running and
+/// exited 0 on SIGTERM.
+#[tokio::test]
+async fn serve_exits_non_zero_when_its_consumers_cannot_be_created() {
+    use jetsaga::transport::jetstream::StreamKind;
+    let prefix = format!("{}.saga", crate::infra::unique("noconsumer"));
+    let schema = crate::infra::unique("jetsaga_noconsumer");
+    let _store = crate::infra::postgres(&schema).await;
+    let transport = crate::infra::nats(&prefix, Duration::from_secs(2)).await;
+    // Another program took the orchestrators' durable name with a setting
+    // that cannot be changed (its deliver policy).
+    let client = async_nats::connect(crate::infra::nats_url()).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(transport.stream_name(StreamKind::Start)).await.expect("the start stream");
+    let squatter = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some(transport.orchestrator_consumer(StreamKind::Start)),
+        deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        ..Default::default()
+    };
+    stream.create_consumer(squatter).await.expect("the squatting consumer");
+    let sagas = tempfile::tempdir().expect("temp dir");
+    std::fs::write(sagas.path().join("trip.toml"), crate::support::fixture("trip")).expect("write");
+    let mut serve = crate::infra::Serve::start(sagas.path(), &schema, &prefix, "2s");
+    let status = serve.exited_within(Duration::from_secs(20)).await.expect("serve exits by itself");
+    assert!(!status.success(), "serve must not exit 0: {status}");
+    transport.delete_streams().await.expect("cleaned up");
+}

@@ -363,8 +363,6 @@ pub struct FaultyApp {
     pub orchestrator: Orchestrator<FaultyStore>,
     /// Its store, whose switches the test flips.
     pub store: FaultyStore,
-    /// What the participants received and did.
-    pub ledger: Ledger,
     participants: Vec<JoinHandle<Result<(), ParticipantError>>>,
 }
 
@@ -374,9 +372,8 @@ pub async fn spawn_faulty(names: &[&str], behaviour: Behaviour) -> FaultyApp {
     let catalog = catalog(&options.definitions);
     let store = FaultyStore::default();
     let orchestrator = Orchestrator::build(&catalog, store.clone(), None, options.config("unused")).await.expect("the orchestrator starts");
-    let ledger = Ledger::default();
-    let participants = options.participants.spawn(&catalog, &orchestrator, &ledger).await;
-    FaultyApp { orchestrator, store, ledger, participants }
+    let participants = options.participants.spawn(&catalog, &orchestrator, &Ledger::default()).await;
+    FaultyApp { orchestrator, store, participants }
 }
 
 impl FaultyApp {

@@ -10,7 +10,6 @@ use jetsaga::definition::{Catalog, Kind};
 use jetsaga::orchestrator::Orchestrator;
 use jetsaga::participant::{self, BoxError, EffectLedger, ParticipantError, SimulationConfig};
 use jetsaga::saga::ReplyStatus;
-use jetsaga::store::AnyStore;
 use jetsaga::transport::ParticipantTransport as _;
 use jetsaga::wire::{CommandBody, ReplyBody};
 use serde_json::json;
