@@ -12,12 +12,15 @@
 //! - [`ops`]: the ops HTTP API.
 //! - [`participant`]: the participant SDK (a participant is a `tower::Service`).
 //! - [`loader`]: reads a definitions directory from disk.
+//! - [`orchestrator`]: the one assembly of engine, consumers, relay and ops API.
+//! - [`failpoints`]: named crash points for the fault campaign (feature `failpoints`).
 //! - [`cli`]: the `jetsaga` subcommands.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
 pub mod definition;
+pub mod failpoints;
 pub mod loader;
 pub mod ops;
 pub mod orchestrator;

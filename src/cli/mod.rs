@@ -121,6 +121,7 @@ pub(crate) struct NatsArgs {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let _tracing = init_tracing(&cli.log, &cli.subcommand);
+    let _crash_points = crate::failpoints::arm_from_env();
     let result = match cli.subcommand {
         Subcommand::Check { path, cases, seed } => check::run(&path, cases, seed),
         Subcommand::Demo { sagas, database, nats_url, database_url, subject_prefix } => {

@@ -83,6 +83,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         let mut retry = Vec::new();
         self.metrics.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let append_started = self.clock.instant();
+        crate::crash_point!("engine-before-commit");
         let appended = self.store.append(&appends).await;
         self.metrics.observe_append(append_started.elapsed());
         match appended {
@@ -200,7 +201,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         if let Input::Reply(reply) = &input {
             tracing::debug!(participant = %reply.participant, status = ?reply.status, "reply received");
         }
-        let ctx = Context { now_ms, jitter: self.rng.unit() };
+        let ctx = Context { now_ms, jitter: self.rng.unit(), replies_held_until_ms: self.replies_held_until_ms };
         let handled = saga::handle(saga::decide, &def, saga_id, state, &input, &ctx);
         if let Some(why) = self.transport.message_bytes_max().and_then(|max| oversize(&handled, def.name.as_str(), max)) {
             return self.too_large(item, why).await;
@@ -237,8 +238,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     /// (publish the batch's commands, set or clear deadlines), then per
     /// saga count what happened, update the cache and answer its callers.
     async fn after_commit(&mut self, done: Vec<Touched>) {
+        crate::crash_point!("engine-after-commit");
         let effects = done.iter().flat_map(|t| t.effects.iter().map(|e| (t.state.id, e.clone()))).collect();
         self.carry_out(effects).await;
+        crate::crash_point!("engine-after-publish");
         for t in done {
             let span =
                 tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));

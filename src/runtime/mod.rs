@@ -63,6 +63,14 @@ pub const CLAIM_POLL_MS: i64 = 200;
 /// How long a claimed deadline is this engine's alone.
 pub const CLAIM_LEASE_MS: i64 = 30_000;
 
+/// How long an engine's lease lasts without a heartbeat, by default: past
+/// it, other engines count it dead and wait out the replies it may hold.
+pub const ENGINE_LEASE_DEFAULT: Duration = Duration::from_secs(5);
+/// An engine renews its lease this many times per lease.
+pub const HEARTBEATS_PER_LEASE: u32 = 4;
+/// How long the store keeps the lease of an engine not heard from.
+pub const LEASES_KEPT_MS: i64 = 24 * 3_600_000;
+
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -71,12 +79,18 @@ pub struct EngineConfig {
     /// The reply consumer's ack wait: how long a reply held by a crashed
     /// process may take to come back (recovery waits for it).
     pub ack_wait: Duration,
+    /// How long this engine's lease lasts between heartbeats.
+    pub lease: Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { batch_max: BATCH_MAX, ack_wait: ACK_WAIT_DEFAULT }
+        Self { batch_max: BATCH_MAX, ack_wait: ACK_WAIT_DEFAULT, lease: ENGINE_LEASE_DEFAULT }
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Why the engine refused or failed a request.
@@ -197,6 +211,10 @@ pub struct Engine<S, T> {
     handle: EngineHandle,
     metrics: Arc<Metrics>,
     poison: StorePoison<S>,
+    /// This engine's name in the store's leases (a UUIDv7 per run).
+    engine_id: String,
+    /// Until when a dead engine's held replies may still come back (from the leases).
+    replies_held_until_ms: Option<i64>,
 }
 
 impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
@@ -220,6 +238,35 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             handle: EngineHandle { requests: tx },
             metrics,
             poison,
+            engine_id: uuid::Uuid::now_v7().to_string(),
+            replies_held_until_ms: None,
+        }
+    }
+
+    /// This engine's id in the store's leases.
+    pub fn engine_id(&self) -> &str {
+        &self.engine_id
+    }
+
+    /// Renews this engine's lease and reads the others': an engine whose
+    /// lease ran out may have died holding replies unacknowledged, which
+    /// the broker hands out again within the ack wait, so until its last
+    /// heartbeat + lease + ack wait no attempt in flight times out.
+    async fn heartbeat(&mut self, now_ms: i64) {
+        let (lease_ms, ack_wait_ms) = (millis(self.config.lease), millis(self.config.ack_wait));
+        if let Err(error) = self.store.heartbeat(&self.engine_id, now_ms, now_ms - LEASES_KEPT_MS).await {
+            tracing::warn!(%error, "cannot renew this engine's lease");
+        }
+        match self.store.engines_since(now_ms - lease_ms - ack_wait_ms).await {
+            Ok(leases) => {
+                self.replies_held_until_ms = leases
+                    .iter()
+                    .filter(|lease| lease.engine_id != self.engine_id && lease.heartbeat_ms + lease_ms < now_ms)
+                    .map(|lease| lease.heartbeat_ms + lease_ms + ack_wait_ms)
+                    .filter(|&held_until| held_until > now_ms)
+                    .max();
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the engines' leases; keeping what was known"),
         }
     }
 
@@ -246,11 +293,15 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         mut inbound: mpsc::Receiver<Delivery>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), EngineError> {
+        tracing::info!(engine_id = %self.engine_id, "engine starting");
+        self.heartbeat(self.clock.now_ms()).await;
         self.recover().await?;
         tokio::pin!(shutdown);
         let mut next_claim_ms = self.clock.now_ms();
+        let heartbeat_every_ms = (millis(self.config.lease) / i64::from(HEARTBEATS_PER_LEASE)).max(1);
+        let mut next_heartbeat_ms = self.clock.now_ms() + heartbeat_every_ms;
         loop {
-            let wake_ms = self.deadlines.next_ms().map_or(next_claim_ms, |at| at.min(next_claim_ms));
+            let wake_ms = self.deadlines.next_ms().map_or(next_claim_ms, |at| at.min(next_claim_ms)).min(next_heartbeat_ms);
             let wake = self.clock.instant_at(wake_ms);
             let first = tokio::select! {
                 biased;
@@ -264,6 +315,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             };
             let mut work = self.gather(first, &mut inbound);
             let now_ms = self.clock.now_ms();
+            if now_ms >= next_heartbeat_ms {
+                self.heartbeat(now_ms).await;
+                next_heartbeat_ms = now_ms + heartbeat_every_ms;
+            }
             if now_ms >= next_claim_ms || self.deadlines.next_ms().is_some_and(|at| at <= now_ms) {
                 let (claimed, claim_room) = self.claim_due(now_ms, work.len()).await;
                 work.extend(claimed.iter().copied().map(batch::Work::Deadline));

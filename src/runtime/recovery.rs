@@ -17,7 +17,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     /// changed meanwhile (its append conflicts) is left to that engine.
     pub(super) async fn recover(&mut self) -> Result<(), EngineError> {
         let filter = ListFilter { statuses: vec![Status::Running, Status::Compensating], ..ListFilter::default() };
-        let ack_wait_ms = i64::try_from(self.config.ack_wait.as_millis()).unwrap_or(i64::MAX);
+        let ack_wait_ms = super::millis(self.config.ack_wait);
         let recovery = Recovery { now_ms: self.clock.now_ms(), ack_wait_ms };
         let (mut cursor, mut recovered) = (None, 0usize);
         loop {
@@ -52,6 +52,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
                 effects.extend(h.effects.into_iter().map(|e| (id, e)));
                 recovered += 1;
             }
+            crate::crash_point!("recovery-mid");
             self.carry_out(effects).await;
             match page.next_cursor {
                 Some(next) => cursor = Some(next),

@@ -158,9 +158,13 @@ async fn relay_round<S: EventStore, K: EventSink>(
             return Err(error);
         }
         published = event.cursor;
+        if i == events.len() / 2 {
+            crate::crash_point!("relay-mid-batch");
+        }
         let next = events.get(i + 1).map_or(0, |e| e.recorded.at_ms.max(1));
         status.oldest_pending_ms.store(next, Ordering::Relaxed);
     }
+    crate::crash_point!("relay-after-publish-before-checkpoint");
     store.save_relay_checkpoint(name, published).await?;
     *cursor = Some(published);
     status.failing.store(false, Ordering::Relaxed);

@@ -22,6 +22,18 @@ pub struct Context {
     pub now_ms: i64,
     /// A sample in `[0, 1)` for backoff jitter.
     pub jitter: f64,
+    /// Until when a reply may still come back that an engine which died
+    /// held unacknowledged (its death + the ack wait), if one died lately:
+    /// an attempt in flight does not time out before then (SPEC §2, the
+    /// restart rule, applied by whichever engine fires the deadline).
+    pub replies_held_until_ms: Option<i64>,
+}
+
+impl Context {
+    /// Now and a jitter sample, no engine lately dead.
+    pub fn new(now_ms: i64, jitter: f64) -> Self {
+        Self { now_ms, jitter, replies_held_until_ms: None }
+    }
 }
 
 /// Why an input changed nothing.
@@ -277,7 +289,13 @@ impl Draft<'_> {
         self.refuse_if_finished()?;
         match self.state.phase {
             Phase::Awaiting { step, kind, attempt, deadline_ms } if self.ctx.now_ms >= deadline_ms => {
-                self.emit(SagaEvent::AttemptTimedOut { step: self.def.steps[step].name.clone(), kind, attempt });
+                let step_name = self.def.steps[step].name.clone();
+                if let Some(held_until_ms) = self.ctx.replies_held_until_ms.filter(|&held| held > self.ctx.now_ms) {
+                    // A dead engine may hold this attempt's reply: it comes back by then.
+                    self.emit(SagaEvent::DeadlineExtended { step: step_name, kind, attempt, deadline_ms: held_until_ms });
+                    return Ok(());
+                }
+                self.emit(SagaEvent::AttemptTimedOut { step: step_name, kind, attempt });
                 self.after_attempt_ended(step, kind, attempt);
                 Ok(())
             }

@@ -115,13 +115,13 @@ impl Given {
     }
 
     fn when_at(&self, input: Input, now_ms: i64) -> Result<Vec<SagaEvent>, Rejection> {
-        let decision = decide(&self.def, id(), self.state().as_ref(), &input, &Context { now_ms, jitter: 1.0 })?;
+        let decision = decide(&self.def, id(), self.state().as_ref(), &input, &Context::new(now_ms, 1.0))?;
         Ok(decision.new_events().cloned().collect())
     }
 
     /// The shared decide-and-apply step, as the runtime and simulator run it.
     fn handled(&self, input: Input) -> Handled {
-        handle(decide, &self.def, id(), self.state(), &input, &Context { now_ms: NOW, jitter: 1.0 })
+        handle(decide, &self.def, id(), self.state(), &input, &Context::new(NOW, 1.0))
     }
 
     fn when(&self, input: Input) -> Result<Vec<SagaEvent>, Rejection> {
@@ -541,6 +541,24 @@ fn a_rejected_reply_is_recorded_and_has_no_effect() {
     let handled = given(def.clone(), at_step(&def, 1)).handled(Input::DeadlinePassed);
     assert_eq!(handled.expected_seq(), handled.state.as_ref().unwrap().seq);
     assert_eq!((handled.rejection, handled.events.len()), (Some(Rejection::NothingDue), 0));
+}
+
+#[test]
+fn a_timeout_waits_for_the_replies_a_dead_engine_may_hold() {
+    let def = trip();
+    let g = given(def.clone(), at_step(&def, 1));
+    let held_until = NOW + TIMEOUT + 5_000;
+    let ctx = Context { now_ms: NOW + TIMEOUT, jitter: 1.0, replies_held_until_ms: Some(held_until) };
+    let then = decide(&def, id(), g.state().as_ref(), &Input::DeadlinePassed, &ctx).unwrap();
+    let extended = SagaEvent::DeadlineExtended { step: step("hotel"), kind: Kind::Action, attempt: 1, deadline_ms: held_until };
+    assert_eq!(then.new_events().cloned().collect::<Vec<_>>(), vec![extended.clone()]);
+    // Once that time has passed, the attempt times out as usual.
+    let mut events = at_step(&def, 1);
+    events.push(extended);
+    let g = given(def, events);
+    let ctx = Context { now_ms: held_until, ..ctx };
+    let then = decide(&g.def, id(), g.state().as_ref(), &Input::DeadlinePassed, &ctx).unwrap();
+    assert_eq!(then.events[0].event, timed_out("hotel", Kind::Action, 1));
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub(super) fn check(def: &SagaDefinition, out: &Outcome) -> Vec<Violation> {
             fail(&mut violations, Some(*saga_id), 7, "a start request was lost".into());
         }
     }
+    for saga_id in out.store.keys().filter(|id| !out.started.contains(id)) {
+        fail(&mut violations, Some(*saga_id), 7, "a saga no start asked for: one start made two sagas".into());
+    }
     for (saga_id, stored) in &out.store {
         let Some(log) = stored.iter().map(decode_stored).collect::<Option<Vec<Recorded>>>() else {
             fail(&mut violations, Some(*saga_id), 6, "a stored event does not decode".into());

@@ -49,6 +49,9 @@ pub enum Fault {
     CrashAfterCommit,
     /// Operator: retry the saga.
     Retry,
+    /// Operator: retry the saga through another engine of the deployment
+    /// (this orchestrator's cached copy goes stale).
+    RetryElsewhere,
     /// Operator: force compensation.
     Compensate,
     /// Operator: abort.
@@ -68,6 +71,7 @@ impl fmt::Display for Fault {
             Fault::Crash => f.write_str("crash before commit"),
             Fault::CrashAfterCommit => f.write_str("crash after commit"),
             Fault::Retry => f.write_str("operator retry"),
+            Fault::RetryElsewhere => f.write_str("operator retry through another engine"),
             Fault::Compensate => f.write_str("operator compensate"),
             Fault::Abort => f.write_str("operator abort"),
         }
@@ -220,7 +224,8 @@ impl Explore {
             Point::Operator if rng.chance(r.operator_in_flight) => [Fault::Compensate, Fault::Abort][rng.below(2) as usize],
             Point::Operator => Fault::None,
             Point::Stuck if rng.chance(r.operator_on_stuck) => {
-                [Fault::Retry, Fault::Retry, Fault::Compensate, Fault::Abort][rng.below(4) as usize]
+                [Fault::Retry, Fault::Retry, Fault::RetryElsewhere, Fault::RetryElsewhere, Fault::Compensate, Fault::Abort]
+                    [rng.below(6) as usize]
             }
             Point::Stuck => Fault::None,
         }

@@ -83,17 +83,41 @@ pub(super) type Genuine = (SagaId, usize, Kind, u32, ReplyStatus);
 
 #[derive(Debug, Clone)]
 enum Msg {
-    Start { saga_id: SagaId },
-    Reply { saga_id: SagaId, reply: Reply },
-    Operator { saga_id: SagaId, input: Input },
+    /// A start without a saga id, as stored by the broker: its id is
+    /// derived from its place in the stream, as the transport derives it.
+    Start {
+        sequence: u64,
+        stored_at_ms: i64,
+    },
+    Reply {
+        saga_id: SagaId,
+        reply: Reply,
+    },
+    /// An operator's request; `elsewhere`: handled by another engine of
+    /// the deployment, which appends to the shared store and leaves this
+    /// orchestrator's cache as it was (stale).
+    Operator {
+        saga_id: SagaId,
+        input: Input,
+        elsewhere: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
 enum WorldEvent {
     ToOrchestrator(Msg),
     ToParticipant(Command),
-    Deadline { saga_id: SagaId, at_ms: i64, epoch: u64 },
+    Deadline {
+        saga_id: SagaId,
+        at_ms: i64,
+        epoch: u64,
+    },
     Restart,
+    /// A deadline another engine set comes due: this orchestrator claims
+    /// it from the store.
+    Claim {
+        saga_id: SagaId,
+    },
 }
 
 /// Everything a run leaves behind, for the checks and the report.
@@ -164,10 +188,9 @@ impl<'a> World<'a> {
     /// Runs until nothing is left to happen (or `steps_max`).
     pub(super) fn run(mut self) -> Outcome {
         for i in 0..self.config.sagas {
-            let saga_id = SagaId::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | i as u128);
-            self.out.started.push(saga_id);
-            let at = EPOCH_MS + i as i64 * self.config.start_spacing_ms;
-            self.deliver_start(saga_id, at);
+            let (sequence, at) = (i as u64 + 1, EPOCH_MS + i as i64 * self.config.start_spacing_ms);
+            self.out.started.push(start_id(sequence, at));
+            self.deliver_start(sequence, at);
         }
         let mut steps = 0;
         while let Some(Reverse((at_ms, order))) = self.queue.pop() {
@@ -202,20 +225,57 @@ impl<'a> World<'a> {
             WorldEvent::Deadline { saga_id, at_ms, epoch } => {
                 if self.up && epoch == self.epoch && self.deadlines.get(&saga_id) == Some(&at_ms) {
                     self.deadlines.remove(&saga_id);
-                    self.process(saga_id, Input::DeadlinePassed, None);
+                    self.claimed(saga_id);
                 }
             }
+            WorldEvent::Claim { saga_id } if self.up => self.claimed(saga_id),
+            WorldEvent::Claim { .. } => {}
             WorldEvent::Restart => self.restart(),
         }
     }
 
     fn receive(&mut self, msg: Msg) {
         let (saga_id, input) = match &msg {
-            Msg::Start { saga_id } => (*saga_id, Input::Start { input: json!({ "customer": saga_id.to_string() }) }),
+            Msg::Start { sequence, stored_at_ms } => {
+                let saga_id = start_id(*sequence, *stored_at_ms);
+                (saga_id, Input::Start { input: json!({ "customer": saga_id.to_string() }) })
+            }
             Msg::Reply { saga_id, reply } => (*saga_id, Input::Reply(reply.clone())),
-            Msg::Operator { saga_id, input } => (*saga_id, input.clone()),
+            Msg::Operator { saga_id, input, elsewhere: true } => return self.elsewhere(*saga_id, input.clone()),
+            Msg::Operator { saga_id, input, .. } => {
+                // An operator acts on what the store holds, not on the cache.
+                self.cache.remove(saga_id);
+                (*saga_id, input.clone())
+            }
         };
         self.process(saga_id, input, Some(msg));
+    }
+
+    /// A claimed deadline, decided on what the store holds (as the engine
+    /// does): another engine may have moved the saga on since it was cached.
+    fn claimed(&mut self, saga_id: SagaId) {
+        self.cache.remove(&saga_id);
+        self.process(saga_id, Input::DeadlinePassed, None);
+    }
+
+    /// Another engine of the deployment handles `input`: it folds the saga
+    /// from the store, appends, publishes its commands, and its deadline
+    /// is claimed later by this orchestrator; this one's cache goes stale.
+    fn elsewhere(&mut self, saga_id: SagaId, input: Input) {
+        let Some(before) = self.out.store.get(&saga_id).and_then(|log| fold_stored(self.def, saga_id, log)) else { return };
+        let ctx = Context::new(self.now_ms, 0.5);
+        let handled = saga::handle(self.decide, self.def, saga_id, Some(before.clone()), &input, &ctx);
+        if handled.events.is_empty() || !self.commit(saga_id, Some(before), &handled) {
+            return;
+        }
+        self.trace(format!("{input} of saga {saga_id} handled by another engine"));
+        for effect in handled.effects {
+            match effect {
+                Effect::Send(command) => self.publish(saga_id, command),
+                Effect::SetDeadline { at_ms } => self.schedule(at_ms.max(self.now_ms), WorldEvent::Claim { saga_id }),
+                Effect::ClearDeadline => {}
+            }
+        }
     }
 
     /// Load → handle (decide and apply) → append → effects, the engine's
@@ -223,9 +283,16 @@ impl<'a> World<'a> {
     /// events are committed.
     fn process(&mut self, saga_id: SagaId, input: Input, msg: Option<Msg>) {
         let before = self.load(saga_id);
+        if before.as_ref().map_or(0, |s| s.seq) != self.stored_seq(saga_id) {
+            // The cache is stale (another engine appended): the store's
+            // conflict makes the engine reload and decide again.
+            self.trace(format!("conflict on saga {saga_id}: deciding again on what the store holds"));
+            self.cache.remove(&saga_id);
+            return self.process(saga_id, input, msg);
+        }
         let seq = before.as_ref().map_or(0, |s| s.seq);
         let jitter = (mix(saga_id.as_uuid().as_u128() as u64 ^ seq.wrapping_mul(0x9E37)) >> 11) as f64 / (1u64 << 53) as f64;
-        let ctx = Context { now_ms: self.now_ms, jitter };
+        let ctx = Context::new(self.now_ms, jitter);
         let handled = saga::handle(self.decide, self.def, saga_id, before.clone(), &input, &ctx);
         if handled.events.is_empty() {
             return;
@@ -250,6 +317,10 @@ impl<'a> World<'a> {
         }
     }
 
+    fn stored_seq(&self, saga_id: SagaId) -> u64 {
+        self.out.store.get(&saga_id).map_or(0, Vec::len) as u64
+    }
+
     fn load(&mut self, saga_id: SagaId) -> Option<SagaState> {
         if let Some(state) = self.cache.get(&saga_id) {
             return Some(state.clone());
@@ -259,13 +330,25 @@ impl<'a> World<'a> {
         Some(state)
     }
 
+    /// This orchestrator's append: [`Self::commit`], then its cache.
+    fn append(&mut self, saga_id: SagaId, before: Option<SagaState>, handled: &Handled) -> bool {
+        if !self.commit(saga_id, before, handled) {
+            return false;
+        }
+        match &handled.state {
+            Some(state) => self.cache.insert(saga_id, state.clone()),
+            None => self.cache.remove(&saga_id),
+        };
+        true
+    }
+
     /// Commits the handled events (checking the expected seq like a real
     /// store) and checks invariant 6: after every event, the state rebuilt
     /// from what was stored equals the live one, and at the end it equals
     /// the state `handle` decided on.
-    fn append(&mut self, saga_id: SagaId, before: Option<SagaState>, handled: &Handled) -> bool {
+    fn commit(&mut self, saga_id: SagaId, before: Option<SagaState>, handled: &Handled) -> bool {
         let expected = handled.expected_seq();
-        let stored = self.out.store.get(&saga_id).map_or(0, Vec::len) as u64;
+        let stored = self.stored_seq(saga_id);
         if stored != expected || before.as_ref().map_or(0, |s| s.seq) != expected {
             self.violation(Some(saga_id), 8, format!("append expected seq {expected}, store has {stored}"));
             return false;
@@ -293,22 +376,16 @@ impl<'a> World<'a> {
         if replayed != handled.state {
             self.violation(Some(saga_id), 6, "the state decide returned differs from the state rebuilt from the log".into());
         }
-        match &handled.state {
-            Some(state) => self.cache.insert(saga_id, state.clone()),
-            None => self.cache.remove(&saga_id),
-        };
         true
     }
 
     fn carry_out(&mut self, saga_id: SagaId, effect: Effect) {
         match effect {
             Effect::Send(command) => {
-                self.out.published.push(Published { at_ms: self.now_ms, command: command.clone() });
                 if command.kind == Kind::Action {
                     self.operator(saga_id, Point::Operator);
                 }
-                let what = format!("command {}:{}#{} to {}", command.step, command.kind, command.attempt, command.participant);
-                self.deliver(WorldEvent::ToParticipant(command), what);
+                self.publish(saga_id, command);
             }
             Effect::SetDeadline { at_ms } => {
                 self.deadlines.insert(saga_id, at_ms);
@@ -320,16 +397,24 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Publishes a command through the faulty network.
+    fn publish(&mut self, _saga_id: SagaId, command: Command) {
+        self.out.published.push(Published { at_ms: self.now_ms, command: command.clone() });
+        let what = format!("command {}:{}#{} to {}", command.step, command.kind, command.attempt, command.participant);
+        self.deliver(WorldEvent::ToParticipant(command), what);
+    }
+
     fn operator(&mut self, saga_id: SagaId, point: Point) {
-        let input = match self.chooser.choose(point) {
-            Fault::Retry => Input::OperatorRetry { reason: "simulated operator".into() },
-            Fault::Compensate => Input::OperatorCompensate { reason: "simulated operator".into() },
-            Fault::Abort => Input::OperatorAbort { reason: "simulated operator".into() },
+        let (input, elsewhere) = match self.chooser.choose(point) {
+            Fault::Retry => (Input::OperatorRetry { reason: "simulated operator".into() }, false),
+            Fault::RetryElsewhere => (Input::OperatorRetry { reason: "simulated operator, another engine".into() }, true),
+            Fault::Compensate => (Input::OperatorCompensate { reason: "simulated operator".into() }, false),
+            Fault::Abort => (Input::OperatorAbort { reason: "simulated operator".into() }, false),
             _ => return,
         };
         self.trace(format!("{input} of saga {saga_id} planned"));
         let at = self.now_ms + self.config.operator_delay_ms;
-        self.schedule(at, WorldEvent::ToOrchestrator(Msg::Operator { saga_id, input }));
+        self.schedule(at, WorldEvent::ToOrchestrator(Msg::Operator { saga_id, input, elsewhere }));
     }
 
     /// Sends a command or reply through the faulty network.
@@ -358,9 +443,10 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Start requests come from a durable stream: never lost, maybe repeated or late.
-    fn deliver_start(&mut self, saga_id: SagaId, at: i64) {
-        let event = WorldEvent::ToOrchestrator(Msg::Start { saga_id });
+    /// Start requests come from a durable stream: never lost, maybe
+    /// delivered twice (a redelivery: the same stored message) or late.
+    fn deliver_start(&mut self, sequence: u64, at: i64) {
+        let event = WorldEvent::ToOrchestrator(Msg::Start { sequence, stored_at_ms: at });
         match self.chooser.choose(Point::Deliver) {
             Fault::Duplicate => {
                 self.schedule(at, event.clone());
@@ -474,6 +560,14 @@ fn step_state(def: &SagaDefinition, saga_id: SagaId, state: Option<SagaState>, r
         }
         None => saga::begin(def, saga_id, recorded),
     }
+}
+
+/// The stream the simulated starts are stored in.
+const START_STREAM: &str = "SIM_START";
+
+/// The saga id of the start stored at `sequence`, derived as the transport does.
+fn start_id(sequence: u64, stored_at_ms: i64) -> SagaId {
+    SagaId::derived(START_STREAM, sequence, stored_at_ms)
 }
 
 /// Reads a stored event back as a store would; `None` if it does not decode.

@@ -4,8 +4,8 @@
 //! store inside, so the shell can be written once for both.
 
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, PostgresStore, RelayCursor,
-    SagaSummary, SqliteStore, StoreError,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonRecord, PostgresStore,
+    RelayCursor, SagaSummary, SqliteStore, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 
@@ -92,5 +92,13 @@ impl EventStore for AnyStore {
 
     async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<SagaId>, StoreError> {
         delegate!(self, store => store.claim_due(now_ms, lease_ms, limit))
+    }
+
+    async fn heartbeat(&self, engine_id: &str, now_ms: i64, forget_before_ms: i64) -> Result<(), StoreError> {
+        delegate!(self, store => store.heartbeat(engine_id, now_ms, forget_before_ms))
+    }
+
+    async fn engines_since(&self, since_ms: i64) -> Result<Vec<EngineLease>, StoreError> {
+        delegate!(self, store => store.engines_since(since_ms))
     }
 }

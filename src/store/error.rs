@@ -97,7 +97,7 @@ impl DatabaseError {
     /// `source` failed `backend` while the store was `context` (a gerund:
     /// "loading a saga's events"); `transient` as the backend's dialect
     /// judged it.
-    pub(crate) fn new(backend: &'static str, context: &'static str, transient: bool, source: impl Error + Send + Sync + 'static) -> Self {
+    pub fn new(backend: &'static str, context: &'static str, transient: bool, source: impl Error + Send + Sync + 'static) -> Self {
         Self { backend, context, transient, source: Arc::new(source) }
     }
 

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::rules::{check_batch, cut_page, definition_recorded, page_limit, poison_payload};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, RelayCursor, SagaSummary,
-    StoreError,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonRecord, RelayCursor,
+    SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 
@@ -37,6 +37,8 @@ struct Inner {
     order: Vec<(SagaId, u64)>,
     poison: Vec<PoisonRecord>,
     checkpoints: HashMap<String, RelayCursor>,
+    /// Engine leases: engine → last heartbeat (ms).
+    engines: BTreeMap<String, i64>,
 }
 
 impl MemoryStore {
@@ -190,5 +192,18 @@ impl EventStore for MemoryStore {
                 saga_id
             })
             .collect())
+    }
+
+    async fn heartbeat(&self, engine_id: &str, now_ms: i64, forget_before_ms: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.engines.insert(engine_id.to_owned(), now_ms);
+        inner.engines.retain(|_, heartbeat_ms| *heartbeat_ms >= forget_before_ms);
+        Ok(())
+    }
+
+    async fn engines_since(&self, since_ms: i64) -> Result<Vec<EngineLease>, StoreError> {
+        let inner = self.lock()?;
+        let leases = inner.engines.iter().filter(|(_, at)| **at >= since_ms);
+        Ok(leases.map(|(engine_id, heartbeat_ms)| EngineLease { engine_id: engine_id.clone(), heartbeat_ms: *heartbeat_ms }).collect())
     }
 }

@@ -212,4 +212,20 @@ pub trait EventStore: Send + Sync + 'static {
     /// until `now_ms + lease_ms` or until the saga's next append. Two
     /// engines never get the same saga from one deadline.
     fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> impl Future<Output = Result<Vec<SagaId>, StoreError>> + Send;
+
+    /// Renews engine `engine_id`'s lease: it is alive at `now_ms`. Leases
+    /// last heard from before `forget_before_ms` are dropped.
+    fn heartbeat(&self, engine_id: &str, now_ms: i64, forget_before_ms: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The engines heard from at or after `since_ms`, each with its last heartbeat.
+    fn engines_since(&self, since_ms: i64) -> impl Future<Output = Result<Vec<EngineLease>, StoreError>> + Send;
+}
+
+/// An engine's lease as the store has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineLease {
+    /// The engine (one `serve` process's run).
+    pub engine_id: String,
+    /// When it last said it was alive (ms since the epoch).
+    pub heartbeat_ms: i64,
 }

@@ -19,8 +19,8 @@ use self::driver::{Param, Row};
 use self::rows::{count_statement, from_i64, recorded_from, saga_id_from, summary_from, summary_statement};
 use super::rules::{cut_page, definition_recorded, page_limit, poison_payload, status_counts};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EventStore, ListFilter, Page, PoisonRecord, RelayCursor, SagaSummary,
-    StoreError,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonRecord, RelayCursor,
+    SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 
@@ -47,6 +47,9 @@ const RECORD_POISON: &str = include_str!("sql/record_poison.sql");
 const POISON: &str = include_str!("sql/poison.sql");
 const RELAY_CHECKPOINT: &str = include_str!("sql/relay_checkpoint.sql");
 const SAVE_RELAY_CHECKPOINT: &str = include_str!("sql/save_relay_checkpoint.sql");
+const HEARTBEAT: &str = include_str!("sql/heartbeat.sql");
+const FORGET_ENGINES: &str = include_str!("sql/forget_engines.sql");
+const ENGINES_SINCE: &str = include_str!("sql/engines_since.sql");
 
 /// An event store in a SQL database; clones share one connection pool.
 /// Open one as a [`SqliteStore`](super::SqliteStore) or a
@@ -224,5 +227,16 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
         // Oldest deadline first, as the claim picked them.
         claimed.sort_unstable();
         claimed.iter().map(|(_, saga_id)| saga_id_from(saga_id)).collect()
+    }
+
+    async fn heartbeat(&self, engine_id: &str, now_ms: i64, forget_before_ms: i64) -> Result<(), StoreError> {
+        self.run("renewing an engine's lease", HEARTBEAT, &[Text(engine_id), Int(now_ms)]).await?;
+        self.run("forgetting old engine leases", FORGET_ENGINES, &[Int(forget_before_ms)]).await?;
+        Ok(())
+    }
+
+    async fn engines_since(&self, since_ms: i64) -> Result<Vec<EngineLease>, StoreError> {
+        let rows = self.run("reading engine leases", ENGINES_SINCE, &[Int(since_ms)]).await?;
+        rows.iter().map(|row| Ok(EngineLease { engine_id: row.get("engine_id")?, heartbeat_ms: row.get("heartbeat_ms")? })).collect()
     }
 }

@@ -249,3 +249,27 @@ async fn two_serve_processes_share_the_work_and_each_deadline_fires_once() {
     assert_eq!(b.terminate().code(), Some(0));
     world.finish().await;
 }
+
+/// SIGTERM: `serve` finishes its batch and flushes the acknowledgements on
+/// their way before it exits 0, so nothing it processed is delivered again
+/// to whoever runs next. Before: acks still in the client's buffer were lost
+/// at exit, and the next process saw those replies again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_the_acknowledgements_before_exit() {
+    const COUNT: u128 = 40;
+    let world = world(0.0, 0.0, Duration::from_millis(5)).await;
+    let mut serve = world.serve();
+    serve.ready().await;
+    for n in 0..COUNT {
+        world.start(n).await;
+    }
+    assert_eq!(world.settle(COUNT, Duration::from_secs(60)).await, 0, "every saga started");
+    let status = serve.terminate();
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
+    for kind in [StreamKind::Start, StreamKind::Replies] {
+        let consumer = world.transport.orchestrator_consumer(kind);
+        let state = world.transport.consumer_state(kind, &consumer).await.expect("the consumer");
+        assert_eq!((state.ack_pending, state.pending), (0, 0), "{kind:?}: everything processed is acknowledged: {state:?}");
+    }
+    world.finish().await;
+}

@@ -89,6 +89,18 @@ impl Serve {
         Serve { child, port }
     }
 
+    /// How the process ended, if it did within `wait`.
+    pub async fn exited_within(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let until = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < until {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn ready(&mut self) {
         for _ in 0..300 {

@@ -283,6 +283,45 @@ async fn an_unacked_delivery_comes_back_after_ack_wait_and_an_acked_one_does_not
     inbound.stop().await;
 }
 
+/// A start without a saga id, delivered again after a crash, carries the
+/// same id (derived from its place in the stream): one saga, not two.
+/// Before: each delivery got a fresh id, and a redelivered start that had
+/// been committed made a second saga.
+#[tokio::test]
+async fn an_id_less_start_delivered_twice_names_one_saga() {
+    let broker = Broker::with(|c| c.ack_wait = Duration::from_secs(1));
+    let transport = broker.connect().await;
+    let mut inbound = Runner::start(&transport, Sink::default());
+    let body = StartBody { saga_id: None, input: json!({"request": "r-1"}) };
+    transport.publish_start("trip", &body).await.expect("published");
+    let first = inbound.next().await;
+    let Inbound::Start { saga_id: Some(id), .. } = first.message else { panic!("a start with a derived id: {:?}", first.message) };
+    drop(first.ack); // the engine committed the saga, then crashed before the ack
+    let again = inbound.next().await;
+    assert!(matches!(again.message, Inbound::Start { saga_id: Some(again_id), .. } if again_id == id), "{:?}", again.message);
+    again.ack.ack();
+    transport.publish_start("trip", &body).await.expect("published again, as a new message");
+    let other = inbound.next().await;
+    assert!(matches!(other.message, Inbound::Start { saga_id: Some(other_id), .. } if other_id != id), "a new message is a new start");
+    other.ack.ack();
+    inbound.stop().await;
+}
+
+/// The orchestrators' consumers never give up on a message: a failure
+/// that passes is redelivered until it succeeds, one that never will is
+/// kept as poison by the engine. Before: after 20 deliveries the broker
+/// dropped the message without a record.
+#[tokio::test]
+async fn the_orchestrators_consumers_redeliver_without_limit() {
+    let broker = Broker::new();
+    let transport = broker.connect().await;
+    let inbound = Runner::start(&transport, Sink::default());
+    let consumer = transport.orchestrator_consumer(StreamKind::Replies);
+    let state = crate::support::eventually!("the replies consumer", transport.consumer_state(StreamKind::Replies, &consumer).await.ok());
+    assert_eq!(state.max_deliver, -1);
+    inbound.stop().await;
+}
+
 #[tokio::test]
 async fn garbage_replies_are_poison_and_do_not_block_the_consumer() {
     // The streams take the default 1 MiB; this orchestrator's own limit is

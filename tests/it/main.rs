@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod dashboard;
 mod definitions;
+mod faults;
 mod infra;
 mod jetstream;
 mod ops;

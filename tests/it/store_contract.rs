@@ -605,6 +605,21 @@ async fn relay_checkpoints_round_trip<S: EventStore>(store: S) {
     assert_eq!(store.relay_checkpoint("events").await.unwrap(), later);
 }
 
+async fn engine_leases_are_renewed_listed_and_forgotten<S: EventStore>(store: S) {
+    store.heartbeat("engine-a", 1_000, 0).await.unwrap();
+    store.heartbeat("engine-b", 2_000, 0).await.unwrap();
+    store.heartbeat("engine-a", 3_000, 0).await.unwrap();
+    let since = |ms| {
+        let store = &store;
+        async move { store.engines_since(ms).await.unwrap().into_iter().map(|l| (l.engine_id, l.heartbeat_ms)).collect::<Vec<_>>() }
+    };
+    assert_eq!(since(0).await, vec![("engine-a".to_owned(), 3_000), ("engine-b".to_owned(), 2_000)]);
+    assert_eq!(since(2_500).await, vec![("engine-a".to_owned(), 3_000)]);
+    // A heartbeat forgets leases heard from before its horizon.
+    store.heartbeat("engine-c", 9_000, 2_500).await.unwrap();
+    assert_eq!(since(0).await, vec![("engine-a".to_owned(), 3_000), ("engine-c".to_owned(), 9_000)]);
+}
+
 /// One module per backend, one `#[tokio::test]` per contract test.
 macro_rules! contract_suite {
     ($backend:ident, $make:path) => {
@@ -617,7 +632,7 @@ macro_rules! contract_suite {
                 cursor_walks_every_saga_once_in_order, limit_is_clamped, definitions_are_recorded_once,
                 claim_due_takes_due_unclaimed_sagas_oldest_first, an_append_ends_a_claim, claim_due_limit_is_clamped,
                 concurrent_claimers_get_disjoint_sets, poison_is_kept_with_its_payload_cut,
-                committed_after_follows_commit_order, relay_checkpoints_round_trip,
+                committed_after_follows_commit_order, relay_checkpoints_round_trip, engine_leases_are_renewed_listed_and_forgotten,
             );
         }
     };

@@ -89,6 +89,8 @@ async fn write<DB: Dialect>(
         let event = [Text(saga_id), Int(row.seq), Text(row.event_type), Int4(i32::from(SCHEMA_VERSION)), Text(&row.data), Int(row.at_ms)];
         DB::fetch(conn, DB::SQL.insert_event, &event).await?;
     }
+    // Inside the transaction: a crash here must leave neither the events nor the projection.
+    crate::crash_point!("store-between-events-and-projection");
     let summary = &append.summary;
     let projection: [Param<'_>; 9] = [
         Text(saga_id),

@@ -19,6 +19,12 @@ use crate::transport::TransportError;
 
 /// Pause after a broken message stream before reopening it.
 const REOPEN_DELAY: Duration = Duration::from_millis(500);
+/// How long one pull request waits for messages before the next.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// How often the server says it is still there during a pull: two missed
+/// heartbeats and the consumer is opened again (a lost consumer or stream,
+/// a restarted server are noticed within seconds, not half a minute).
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// One durable pull consumer and its open message stream.
 pub(super) struct Pull {
@@ -63,7 +69,7 @@ impl Pull {
         let setup = |e: &dyn std::fmt::Display| TransportError::Setup(format!("consumer {durable} on {name}: {e}"));
         let stream = self.transport.context.get_stream(&name).await.map_err(|e| setup(&e))?;
         let consumer: PullConsumer = stream.create_consumer(self.config.clone()).await.map_err(|e| setup(&e))?;
-        consumer.messages().await.map_err(|e| setup(&e))
+        consumer.stream().expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT).messages().await.map_err(|e| setup(&e))
     }
 
     /// The consumer's durable name.

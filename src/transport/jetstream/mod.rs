@@ -18,7 +18,7 @@ mod streams;
 pub use follow::FOLLOW_QUEUE_MAX;
 pub use inbound::OrchestratorConsumers;
 pub use participant::reply_message_id;
-pub use streams::{StoredMessage, StreamKind, StreamState};
+pub use streams::{ConsumerState, StoredMessage, StreamKind, StreamState};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -79,6 +79,19 @@ pub struct StreamState {
     pub max_message_size: i32,
 }
 
+/// What a durable consumer looks like on the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerState {
+    /// Its durable name.
+    pub name: String,
+    /// Deliveries of one message before the broker gives up (-1: never).
+    pub max_deliver: i64,
+    /// Messages delivered and not yet acknowledged.
+    pub ack_pending: usize,
+    /// Messages not yet delivered.
+    pub pending: u64,
+}
+
 /// One message as the stream stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -147,6 +160,21 @@ impl JetStreamTransport {
             max_age: info.config.max_age,
             max_bytes: info.config.max_bytes,
             max_message_size: info.config.max_message_size,
+        })
+    }
+
+    /// How the durable consumer `durable` on `kind`'s stream looks.
+    pub async fn consumer_state(&self, kind: StreamKind, durable: &str) -> Result<ConsumerState, TransportError> {
+        let name = self.stream_name(kind);
+        let setup = |e: &dyn std::fmt::Display| TransportError::Setup(format!("consumer {durable} on {name}: {e}"));
+        let stream = self.context.get_stream(&name).await.map_err(|e| setup(&e))?;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer(durable).await.map_err(|e| setup(&e))?;
+        let info = consumer.info().await.map_err(|e| setup(&e))?;
+        Ok(ConsumerState {
+            name: durable.to_owned(),
+            max_deliver: info.config.max_deliver,
+            ack_pending: info.num_ack_pending,
+            pending: info.num_pending,
         })
     }
 

@@ -18,15 +18,18 @@
 //! `participants.rs` the behaviours and the ledger, in `http.rs` the HTTP
 //! client.
 
+mod faulty_store;
 mod fixtures;
 mod http;
 mod participants;
 
+pub use faulty_store::FaultyStore;
 pub use fixtures::{catalog, fixture, saga_id, trip_booking, with_timeout};
 pub use http::{exchange, http, sample};
 pub use participants::{always_ok, answer, silent, Behaviour, Ledger};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jetsaga::orchestrator::{Broker, Orchestrator, OrchestratorConfig, OrchestratorError};
@@ -86,6 +89,7 @@ pub struct AppOptions {
     postgres: bool,
     jetstream: bool,
     ack_wait: Duration,
+    lease: Duration,
 }
 
 /// Options for an app running the fixtures `names`, every participant `ok`,
@@ -97,6 +101,7 @@ pub fn app(names: &[&str]) -> AppOptions {
         postgres: false,
         jetstream: false,
         ack_wait: Duration::from_millis(100),
+        lease: jetsaga::runtime::ENGINE_LEASE_DEFAULT,
     }
 }
 
@@ -171,6 +176,12 @@ impl AppOptions {
         self
     }
 
+    /// The engine's lease (how soon other engines count it dead).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// Opens the store, builds the orchestrator and starts the participants.
     pub async fn spawn(self) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -180,7 +191,7 @@ impl AppOptions {
                 AnyStore::Sqlite(SqliteStore::open(dir.path().join("events.db").to_str().expect("utf-8")).await.expect("sqlite opens"))
             }
         };
-        let world = World { store, prefix: format!("{}.saga", infra::unique("app")), ledger: Ledger::default(), _dir: dir };
+        let world = World { store, prefix: format!("{}.saga", infra::unique("app")), ledger: Ledger::default(), _dir: Arc::new(dir) };
         TestApp::launch(self, world).await.expect("the orchestrator starts")
     }
 
@@ -189,17 +200,19 @@ impl AppOptions {
             true => Broker::JetStream(Box::new(JetStreamConfig { ack_wait: self.ack_wait, ..infra::nats_config(prefix) })),
             false => Broker::InProcess,
         };
-        let engine = EngineConfig { ack_wait: self.ack_wait, ..EngineConfig::default() };
+        let engine = EngineConfig { ack_wait: self.ack_wait, lease: self.lease, ..EngineConfig::default() };
         OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()) }
     }
 }
 
-/// What outlives a restart: the store, the broker prefix, the ledger.
+/// What outlives a restart (and what sibling apps share): the store, the
+/// broker prefix, the ledger.
+#[derive(Clone)]
 struct World {
     store: AnyStore,
     prefix: String,
     ledger: Ledger,
-    _dir: tempfile::TempDir,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 /// A running orchestrator with its participants.
@@ -253,6 +266,13 @@ impl TestApp {
     pub async fn restart_with(self, change: impl FnOnce(AppOptions) -> AppOptions) -> Result<TestApp, OrchestratorError> {
         let (options, world) = self.halt().await;
         TestApp::launch(change(options), world).await
+    }
+
+    /// A second orchestrator on the same store (and broker prefix), with
+    /// `change`d options: two `serve` processes of one deployment. In
+    /// process, each has its own broker and participants.
+    pub async fn sibling(&self, change: impl FnOnce(AppOptions) -> AppOptions) -> TestApp {
+        TestApp::launch(change(self.options.clone()), self.world.clone()).await.expect("the sibling starts")
     }
 
     /// The broker, as participants in this process use it.
@@ -333,5 +353,35 @@ impl TestApp {
         let (status, text) = http("GET", &format!("{}/metrics", self.url), None, None).await.expect("the ops API answers");
         assert_eq!(status, 200, "{text}");
         text
+    }
+}
+
+/// An orchestrator over a [`FaultyStore`] (in process, its participants all
+/// doing `behaviour`): for the tests of failure handling.
+pub struct FaultyApp {
+    /// The orchestrator.
+    pub orchestrator: Orchestrator<FaultyStore>,
+    /// Its store, whose switches the test flips.
+    pub store: FaultyStore,
+    participants: Vec<JoinHandle<Result<(), ParticipantError>>>,
+}
+
+/// Spawns a [`FaultyApp`] running the fixtures `names`.
+pub async fn spawn_faulty(names: &[&str], behaviour: Behaviour) -> FaultyApp {
+    let options = app(names).behaviour(behaviour);
+    let catalog = catalog(&options.definitions);
+    let store = FaultyStore::default();
+    let orchestrator = Orchestrator::build(&catalog, store.clone(), None, options.config("unused")).await.expect("the orchestrator starts");
+    let participants = options.participants.spawn(&catalog, &orchestrator, &Ledger::default()).await;
+    FaultyApp { orchestrator, store, participants }
+}
+
+impl FaultyApp {
+    /// Stops the orchestrator and its participants.
+    pub async fn stop(self) {
+        self.orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
+        for participant in self.participants {
+            participant.await.expect("a participant task").expect("a participant served until the end");
+        }
     }
 }

@@ -10,7 +10,6 @@ use jetsaga::definition::{Catalog, Kind};
 use jetsaga::orchestrator::Orchestrator;
 use jetsaga::participant::{self, BoxError, EffectLedger, ParticipantError, SimulationConfig};
 use jetsaga::saga::ReplyStatus;
-use jetsaga::store::AnyStore;
 use jetsaga::transport::ParticipantTransport as _;
 use jetsaga::wire::{CommandBody, ReplyBody};
 use serde_json::json;
@@ -79,10 +78,10 @@ pub(super) enum Participants {
 impl Participants {
     /// Subscribes every participant, then serves each on a task until the
     /// orchestrator stops.
-    pub(super) async fn spawn(
+    pub(super) async fn spawn<S>(
         &self,
         catalog: &Catalog,
-        orchestrator: &Orchestrator<AnyStore>,
+        orchestrator: &Orchestrator<S>,
         ledger: &Ledger,
     ) -> Vec<JoinHandle<Result<(), ParticipantError>>> {
         let transport = orchestrator.transport();
