@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::definition::Catalog;
 use crate::ops::{self, Ops, Readiness};
 use crate::runtime::relay::{self, RelayStatus};
+use crate::runtime::retention::{self, Retention};
 use crate::runtime::{Clock, Definitions, Engine, EngineConfig, EngineError, EngineHandle, Metrics, INBOUND_QUEUE_MAX};
 use crate::store::EventStore;
 use crate::transport::{AnyTransport, JetStreamConfig, JetStreamTransport, MemoryTransport, TransportError};
@@ -53,12 +54,14 @@ pub struct OrchestratorConfig {
     pub engine: EngineConfig,
     /// The bearer token of the operator verbs (`None`: verbs are off).
     pub ops_token: Option<String>,
+    /// How long finished sagas and poison are kept.
+    pub retention: Retention,
 }
 
 impl OrchestratorConfig {
     /// In-process, default tunables, no token.
     pub fn in_process() -> Self {
-        Self { broker: Broker::InProcess, engine: EngineConfig::default(), ops_token: None }
+        Self { broker: Broker::InProcess, engine: EngineConfig::default(), ops_token: None, retention: Retention::default() }
     }
 
     /// Over JetStream; the engine's ack wait is the broker's.
@@ -67,6 +70,7 @@ impl OrchestratorConfig {
             engine: EngineConfig { ack_wait: config.ack_wait, ..EngineConfig::default() },
             broker: Broker::JetStream(Box::new(config)),
             ops_token: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -167,6 +171,7 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         } else {
             drop(inbound_tx);
         }
+        tasks.spawn("retention", retention::run(store.clone(), config.retention, clock, stopped(&stop)));
         readiness.consumers.store(true, Ordering::SeqCst);
         let ops_addr = match listener {
             Some(listener) => {

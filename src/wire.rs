@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::definition::{Kind, Participant};
+use crate::definition::{Kind, Participant, StepName};
 use crate::saga::{Command, Reply, ReplyStatus, SagaId};
 
 mod event;
@@ -79,6 +79,31 @@ pub fn find_nul(value: &Value) -> Option<String> {
 /// The refusal of a value with a NUL character, naming where it is.
 pub fn nul_refusal(what: &str, at: &str) -> String {
     format!("{what} holds a NUL character (\\u0000) at {at}; it cannot be stored")
+}
+
+/// Deepest nesting of arrays and objects an input or output may have. A
+/// command carries the input and the outputs a few levels deeper, and a
+/// participant's JSON parser refuses documents nested past 128 levels
+/// (serde_json's default, and common elsewhere), so the door keeps well below.
+pub const JSON_DEPTH_MAX: usize = 64;
+
+/// How deeply `value` nests arrays and objects (a scalar: 0).
+pub fn json_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The refusal of a value nested too deeply, if it is.
+pub fn depth_refusal(what: &str, value: &Value) -> Option<String> {
+    let depth = json_depth(value);
+    (depth > JSON_DEPTH_MAX).then(|| format!("{what} nests {depth} levels deep; at most {JSON_DEPTH_MAX} are allowed"))
+}
+
+fn check_depth(what: &str, value: Option<&Value>) -> Result<(), Poison> {
+    value.and_then(|v| depth_refusal(what, v)).map_or(Ok(()), |why| Err(poison(why)))
 }
 
 fn check_nul(what: &str, value: &Value) -> Result<(), Poison> {
@@ -182,6 +207,7 @@ pub fn parse_start(saga_type: &str, bytes: &[u8]) -> Result<StartMessage, Poison
         serde_json::from_slice(bytes).map_err(|e| poison(format!("start request is not valid JSON of the expected shape: {e}")))?;
     let saga_id = body.saga_id.as_deref().map(parse_id).transpose()?;
     check_nul("the start's input", &body.input)?;
+    check_depth("the start's input", Some(&body.input))?;
     Ok(StartMessage { saga_type: saga_type.to_owned(), saga_id, input: body.input })
 }
 
@@ -287,10 +313,12 @@ pub fn parse_reply(participant: &str, bytes: &[u8]) -> Result<(SagaId, Reply), P
     let body: ReplyBody =
         serde_json::from_slice(bytes).map_err(|e| poison(format!("reply is not valid JSON of the expected shape: {e}")))?;
     let saga_id = parse_id(&body.saga_id)?;
-    check_nul("the reply", &serde_json::json!([body.step, body.output, body.error]))?;
+    let step = StepName::parse(&body.step).map_err(|e| poison(format!("the reply's step: {e}")))?;
+    check_nul("the reply", &serde_json::json!([body.output, body.error]))?;
+    check_depth("the reply's output", body.output.as_ref())?;
     let reply = Reply {
         participant,
-        step: body.step,
+        step,
         kind: body.kind,
         attempt: body.attempt,
         status: body.status,

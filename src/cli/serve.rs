@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use super::NatsArgs;
 use crate::loader;
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
+use crate::runtime::retention::Retention;
 use crate::store;
 use crate::transport::jetstream::{
     JetStreamConfig, ACK_WAIT_DEFAULT, DUPLICATE_WINDOW_DEFAULT, STREAM_MAX_AGE_DEFAULT, STREAM_MAX_BYTES_DEFAULT,
@@ -71,6 +72,13 @@ pub(super) struct ServeArgs {
     /// Most bytes one stream keeps; the oldest messages go first.
     #[arg(long, env = "JETSAGA_STREAM_MAX_BYTES", default_value_t = STREAM_MAX_BYTES_DEFAULT)]
     pub(super) stream_max_bytes: i64,
+    /// How long finished sagas (completed, compensated, aborted) are kept,
+    /// from their last event: a duration, or `forever`.
+    #[arg(long, env = "JETSAGA_RETAIN_FINISHED", default_value = "30days", value_parser = retention_period)]
+    pub(super) retain_finished: Retained,
+    /// How long poison records are kept: a duration, or `forever`.
+    #[arg(long, env = "JETSAGA_RETAIN_POISON", default_value = "7days", value_parser = retention_period)]
+    pub(super) retain_poison: Retained,
     /// How long the broker drops duplicate message ids.
     #[arg(long, default_value_t = DUPLICATE_WINDOW_DEFAULT.into())]
     pub(super) duplicate_window: humantime::Duration,
@@ -105,6 +113,17 @@ impl ServeArgs {
     }
 }
 
+/// A retention period: `None` keeps forever.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Retained(Option<Duration>);
+
+fn retention_period(text: &str) -> Result<Retained, String> {
+    match text {
+        "forever" => Ok(Retained(None)),
+        _ => humantime::parse_duration(text).map(|d| Retained(Some(d))).map_err(|e| format!("{e}; use e.g. 30days, 12h, or forever")),
+    }
+}
+
 /// Runs the orchestrator until a signal stops it.
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let catalog = match loader::load(&args.sagas) {
@@ -122,7 +141,8 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("failed to listen on {}", args.listen))?;
     let store = connect_store(&args.database_url).await?;
-    let config = OrchestratorConfig { ops_token: args.ops_token.clone(), ..OrchestratorConfig::jetstream(args.jetstream()) };
+    let retention = Retention { finished: args.retain_finished.0, poison: args.retain_poison.0 };
+    let config = OrchestratorConfig { ops_token: args.ops_token.clone(), retention, ..OrchestratorConfig::jetstream(args.jetstream()) };
     let orchestrator = Orchestrator::build(&catalog, store, Some(listener), config).await?;
     orchestrator.run_until(signal()).await?;
     tracing::info!("serve stopped");

@@ -64,6 +64,11 @@ fn counters<S>(text: &mut Text, ops: &Ops<S>) {
     let counters = [
         ("jetsaga_poison_messages_total", "Inbound messages kept as poison.", &m.poison),
         ("jetsaga_inputs_ignored_total", "Inputs recorded as ignored (duplicate, late, forged replies).", &m.ignored),
+        (
+            "jetsaga_inputs_ignored_unrecorded_total",
+            "Inputs ignored and not recorded: their saga's log already holds its cap of ignored inputs.",
+            &m.ignored_unrecorded,
+        ),
         ("jetsaga_commands_sent_total", "Commands published to participants.", &m.commands),
         ("jetsaga_group_commits_total", "Group commits of the engine.", &m.appends),
         ("jetsaga_deadlines_claimed_total", "Deadlines claimed in the store and fired by this process.", &m.deadlines_claimed),

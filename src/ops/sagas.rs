@@ -28,6 +28,9 @@ async fn start<S: EventStore>(
     if let Some(at) = wire::find_nul(&request.input) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", wire::nul_refusal("the input", &at)));
     }
+    if let Some(why) = wire::depth_refusal("the input", &request.input) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", why));
+    }
     let started = ops.engine.start(&request.saga_type, saga_id, request.input).await?;
     let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SagaStatusBody { saga_id: started.saga_id, status: started.status })))

@@ -287,6 +287,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         match item {
             Work::Request(_) => self.fail(item, EngineError::Rejected(rejection)).await,
             Work::Delivery(d) => {
+                if matches!(d.message, Inbound::Reply { .. }) {
+                    // A reply's refusal is recorded unless its saga's log is full of them.
+                    self.metrics.ignored_unrecorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 tracing::info!(%saga_id, reason = %rejection, "inbound message ignored");
                 d.ack.ack();
             }

@@ -94,6 +94,9 @@ pub struct Metrics {
     pub poison: AtomicU64,
     /// Inputs recorded as ignored.
     pub ignored: AtomicU64,
+    /// Inputs ignored and not recorded: their saga's log already holds
+    /// `saga::IGNORED_RECORDED_MAX` of them.
+    pub ignored_unrecorded: AtomicU64,
     /// Commands published.
     pub commands: AtomicU64,
     /// Group commits.
@@ -112,6 +115,7 @@ impl Default for Metrics {
         Self {
             poison: AtomicU64::default(),
             ignored: AtomicU64::default(),
+            ignored_unrecorded: AtomicU64::default(),
             commands: AtomicU64::default(),
             appends: AtomicU64::default(),
             deadlines_claimed: AtomicU64::default(),

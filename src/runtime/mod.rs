@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod poison;
 mod recovery;
 pub mod relay;
+pub mod retention;
 
 pub use cache::{Cached, SagaCache, SAGA_CACHE_MAX};
 pub use clock::Clock;

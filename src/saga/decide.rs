@@ -153,10 +153,17 @@ pub fn apply(def: &SagaDefinition, mut state: SagaState, events: Vec<SagaEvent>,
     Decision { events: recorded, state }
 }
 
+/// Most `input_ignored` events one saga's log keeps: past it, an ignored
+/// input is counted, not stored, so nobody who can publish a reply can
+/// grow a saga's log without bound.
+pub const IGNORED_RECORDED_MAX: u32 = 100;
+
 /// The `input_ignored` event that records `rejection` of `input`, when the
-/// input is one whose refusal belongs in the log.
-pub fn ignored(input: &Input, rejection: &Rejection) -> Option<SagaEvent> {
-    input.records_rejection().then(|| SagaEvent::InputIgnored { input: input.to_string(), reason: rejection.to_string() })
+/// input is one whose refusal belongs in the log and the saga's log has
+/// room for it ([`IGNORED_RECORDED_MAX`]).
+pub fn ignored(state: &SagaState, input: &Input, rejection: &Rejection) -> Option<SagaEvent> {
+    let room = state.ignored < IGNORED_RECORDED_MAX;
+    (room && input.records_rejection()).then(|| SagaEvent::InputIgnored { input: input.to_string(), reason: rejection.to_string() })
 }
 
 fn start(def: &SagaDefinition, id: SagaId, input: &Value, ctx: &Context) -> Decision {
@@ -212,7 +219,7 @@ impl Draft<'_> {
 
     fn reply(&mut self, reply: &Reply) -> Result<(), Rejection> {
         self.refuse_if_finished()?;
-        let step = self.def.step_index(&reply.step).ok_or_else(|| Rejection::UnknownStep(reply.step.clone()))?;
+        let step = self.def.step_index(reply.step.as_str()).ok_or_else(|| Rejection::UnknownStep(reply.step.to_string()))?;
         let owner = &self.def.steps[step].participant;
         if *owner != reply.participant {
             return Err(Rejection::WrongParticipant { owner: owner.to_string(), sender: reply.participant.to_string() });

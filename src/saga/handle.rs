@@ -49,7 +49,7 @@ pub fn handle(decide: Decide, def: &SagaDefinition, id: SagaId, state: Option<Sa
             let effects = effects(def, &after, &events);
             Handled { state: Some(after), events, effects, rejection: None }
         }
-        Err(rejection) => match (ignored(input, &rejection), state) {
+        Err(rejection) => match (state.as_ref().and_then(|before| ignored(before, input, &rejection)), state) {
             (Some(event), Some(before)) => {
                 let Decision { events, state: after } = apply(def, before, vec![event], ctx.now_ms);
                 Handled { state: Some(after), events, effects: Vec::new(), rejection: Some(rejection) }

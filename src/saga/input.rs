@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::definition::{Kind, Participant};
+use crate::definition::{Kind, Participant, StepName};
 
 /// Everything [`super::decide`] reacts to. Adding a behaviour adds a variant,
 /// and the compiler lists every place to touch.
@@ -41,8 +41,9 @@ pub enum Input {
 pub struct Reply {
     /// Who sent it: the `<participant>` token of `saga.reply.<participant>`.
     pub participant: Participant,
-    /// The step it answers (unchecked text: a garbage reply is recorded, not refused at parse).
-    pub step: String,
+    /// The step it answers: a well-formed name, checked at the door (a
+    /// reply naming a step the definition lacks is recorded as ignored).
+    pub step: StepName,
     /// Action or compensation.
     pub kind: Kind,
     /// The attempt it answers.

@@ -23,7 +23,7 @@ mod state;
 mod tests;
 
 pub use backoff::delay_ms;
-pub use decide::{apply, decide, ignored, Context, Decision, Rejection};
+pub use decide::{apply, decide, ignored, Context, Decision, Rejection, IGNORED_RECORDED_MAX};
 pub use effect::{command, effects, extension, outstanding, Command, Effect, Recovery};
 pub use event::{decode, encode, DecodeError, OperatorVerb, Recorded, SagaEvent, SCHEMA_VERSION};
 pub use handle::{handle, recover, Decide, Handled};

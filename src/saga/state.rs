@@ -211,6 +211,9 @@ pub struct SagaState {
     pub reason: Option<String>,
     /// The seq of the last event folded.
     pub seq: u64,
+    /// How many inputs were recorded as ignored (`input_ignored`): past
+    /// [`super::IGNORED_RECORDED_MAX`] they are only counted, not stored.
+    pub ignored: u32,
     /// When the saga started (ms since the epoch).
     pub started_at_ms: i64,
     /// When the last event was decided.
@@ -269,6 +272,7 @@ pub(super) fn new_saga(def: &SagaDefinition, id: SagaId, saga_type: &str, versio
         compensating: false,
         reason: None,
         seq: recorded.seq,
+        ignored: 0,
         started_at_ms: recorded.at_ms,
         updated_at_ms: recorded.at_ms,
     }
@@ -281,7 +285,8 @@ pub fn evolve(state: &mut SagaState, def: &SagaDefinition, recorded: &Recorded) 
     state.updated_at_ms = recorded.at_ms;
     let index = |name: &str| def.step_index(name).filter(|&i| i < state.steps.len());
     match &recorded.event {
-        SagaEvent::SagaStarted { .. } | SagaEvent::InputIgnored { .. } => {}
+        SagaEvent::SagaStarted { .. } => {}
+        SagaEvent::InputIgnored { .. } => state.ignored = state.ignored.saturating_add(1),
         SagaEvent::CommandSent { step, kind, attempt, deadline_ms } => {
             let Some(i) = index(step.as_str()) else { return };
             let track = state.steps[i].track_mut(*kind);

@@ -71,7 +71,7 @@ fn scheduled(name: &str, kind: Kind, attempt: u32, delay: i64) -> SagaEvent {
 fn reply(participant: &str, name: &str, kind: Kind, attempt: u32, status: ReplyStatus) -> Input {
     Input::Reply(Reply {
         participant: Participant::parse(participant).unwrap(),
-        step: name.into(),
+        step: step(name),
         kind,
         attempt,
         status,
@@ -126,6 +126,12 @@ impl Given {
 
     fn when(&self, input: Input) -> Result<Vec<SagaEvent>, Rejection> {
         self.when_at(input, NOW)
+    }
+
+    /// Appends events as they are.
+    fn and_recorded(mut self, events: impl IntoIterator<Item = SagaEvent>) -> Given {
+        self.events.extend(events);
+        self
     }
 
     /// Appends the decided events, for multi-step scenarios.
@@ -328,9 +334,28 @@ fn a_duplicate_reply_is_ignored_and_recorded() {
     let def = trip();
     let events = at_step(&def, 1);
     let input = ok("flights", "flight", Kind::Action, 1);
-    let rejection = given(def, events).when(input.clone()).unwrap_err();
+    let g = given(def, events);
+    let rejection = g.when(input.clone()).unwrap_err();
     assert_eq!(rejection, Rejection::NotAwaited { got: "flight:action".into(), awaited: "hotel:action".into() });
-    assert!(matches!(ignored(&input, &rejection), Some(SagaEvent::InputIgnored { reason, .. }) if reason.contains("awaits hotel:action")));
+    let state = g.state().unwrap();
+    assert!(matches!(ignored(&state, &input, &rejection), Some(SagaEvent::InputIgnored { reason, .. }) if reason.contains("awaits hotel:action")));
+}
+
+#[test]
+fn past_the_cap_an_ignored_input_is_counted_not_recorded() {
+    let def = trip();
+    let mut events = at_step(&def, 1);
+    let late = ok("flights", "flight", Kind::Action, 1);
+    let ignored_event = SagaEvent::InputIgnored { input: late.to_string(), reason: "late".into() };
+    events.extend(std::iter::repeat_n(ignored_event, IGNORED_RECORDED_MAX as usize - 1));
+    let g = given(def.clone(), events);
+    assert_eq!(g.state().unwrap().ignored, IGNORED_RECORDED_MAX - 1);
+    // The last one that fits is recorded; the next one is not.
+    let handled = g.handled(late.clone());
+    assert_eq!(handled.events.len(), 1);
+    let g = given(def, g.events.clone()).and_recorded(handled.events.iter().map(|r| r.event.clone()));
+    let handled = g.handled(late);
+    assert!(handled.events.is_empty() && handled.rejection.is_some(), "{handled:?}");
 }
 
 #[test]

@@ -494,7 +494,7 @@ impl<'a> World<'a> {
         self.out.genuine.insert((command.saga_id, step, command.kind, command.attempt, status));
         let reply = Reply {
             participant: command.participant.clone(),
-            step: command.step.to_string(),
+            step: command.step.clone(),
             kind: command.kind,
             attempt: command.attempt,
             status,

@@ -98,6 +98,14 @@ impl EventStore for AnyStore {
         delegate!(self, store => store.heartbeat(engine_id, now_ms, forget_before_ms))
     }
 
+    async fn forget_finished(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        delegate!(self, store => store.forget_finished(before_ms, limit))
+    }
+
+    async fn forget_poison(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        delegate!(self, store => store.forget_poison(before_ms, limit))
+    }
+
     async fn engines_since(&self, since_ms: i64) -> Result<Vec<EngineLease>, StoreError> {
         delegate!(self, store => store.engines_since(since_ms))
     }

@@ -162,7 +162,8 @@ impl EventStore for MemoryStore {
         let inner = self.lock()?;
         let first = usize::try_from(after.position.max(0)).unwrap_or(usize::MAX).saturating_add(1);
         let last = inner.order.len();
-        Ok((first..=last).take(page_limit(limit) as usize).filter_map(|position| inner.committed(position)).collect())
+        // Positions of forgotten sagas are gaps: skip them, do not stop at them.
+        Ok((first..=last).filter_map(|position| inner.committed(position)).take(page_limit(limit) as usize).collect())
     }
 
     async fn relay_checkpoint(&self, relay: &str) -> Result<RelayCursor, StoreError> {
@@ -199,6 +200,30 @@ impl EventStore for MemoryStore {
         inner.engines.insert(engine_id.to_owned(), now_ms);
         inner.engines.retain(|_, heartbeat_ms| *heartbeat_ms >= forget_before_ms);
         Ok(())
+    }
+
+    async fn forget_finished(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        let mut inner = self.lock()?;
+        let mut old: Vec<(i64, SagaId)> = inner
+            .sagas
+            .values()
+            .filter(|s| s.status.is_terminal() && s.updated_at_ms < before_ms)
+            .map(|s| (s.updated_at_ms, s.saga_id))
+            .collect();
+        old.sort_unstable();
+        old.truncate(limit as usize);
+        for (_, saga_id) in &old {
+            inner.sagas.remove(saga_id);
+            inner.logs.remove(saga_id);
+        }
+        Ok(old.len() as u64)
+    }
+
+    async fn forget_poison(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        let mut inner = self.lock()?;
+        let old = inner.poison.iter().take(limit as usize).take_while(|p| p.received_at_ms < before_ms).count();
+        inner.poison.drain(..old);
+        Ok(old as u64)
     }
 
     async fn engines_since(&self, since_ms: i64) -> Result<Vec<EngineLease>, StoreError> {

@@ -219,6 +219,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The engines heard from at or after `since_ms`, each with its last heartbeat.
     fn engines_since(&self, since_ms: i64) -> impl Future<Output = Result<Vec<EngineLease>, StoreError>> + Send;
+
+    /// Deletes up to `limit` finished sagas (completed, compensated,
+    /// aborted) last changed before `before_ms`, their events with them;
+    /// how many went. Running and stuck sagas are never deleted.
+    fn forget_finished(&self, before_ms: i64, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes up to `limit` poison records received before `before_ms`; how many went.
+    fn forget_poison(&self, before_ms: i64, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// An engine's lease as the store has it.

@@ -27,6 +27,7 @@ use crate::saga::{Recorded, SagaId, Status};
 mod append;
 mod dialect;
 mod driver;
+mod retention;
 mod rows;
 #[cfg(test)]
 mod tests;
@@ -233,6 +234,14 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
         self.run("renewing an engine's lease", HEARTBEAT, &[Text(engine_id), Int(now_ms)]).await?;
         self.run("forgetting old engine leases", FORGET_ENGINES, &[Int(forget_before_ms)]).await?;
         Ok(())
+    }
+
+    async fn forget_finished(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        retention::forget_finished(&self.pool, before_ms, limit).await
+    }
+
+    async fn forget_poison(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        retention::forget_poison(&self.pool, before_ms, limit).await
     }
 
     async fn engines_since(&self, since_ms: i64) -> Result<Vec<EngineLease>, StoreError> {

@@ -620,6 +620,39 @@ async fn engine_leases_are_renewed_listed_and_forgotten<S: EventStore>(store: S)
     assert_eq!(since(0).await, vec![("engine-a".to_owned(), 3_000), ("engine-c".to_owned(), 9_000)]);
 }
 
+async fn retention_forgets_old_finished_sagas_and_old_poison<S: EventStore + PoisonKept>(store: S) {
+    // Three sagas of one event (updated at 1_001): one running, one stuck, one completed; and a completed one updated later.
+    let finished = |id: SagaId, status: Status, updated_at_ms: i64| {
+        let mut a = append(id, 0, 1);
+        a.summary.status = status;
+        a.summary.updated_at_ms = updated_at_ms;
+        a
+    };
+    let batch = vec![
+        finished(id(1), Status::Running, 1_001),
+        finished(id(2), Status::Stuck, 1_001),
+        finished(id(3), Status::Completed, 1_001),
+        finished(id(4), Status::Aborted, 9_000),
+    ];
+    append_ok(&store, batch).await;
+    assert_eq!(store.forget_finished(5_000, 100).await.unwrap(), 1);
+    assert!(store.load(id(3), None).await.unwrap().is_empty(), "the events went with the saga");
+    assert_eq!(store.summary(id(3)).await.unwrap(), None);
+    for kept in [id(1), id(2), id(4)] {
+        assert!(store.summary(kept).await.unwrap().is_some(), "{kept} is kept");
+        assert_eq!(store.load(kept, None).await.unwrap().len(), 1);
+    }
+    assert_eq!(store.forget_finished(10_000, 100).await.unwrap(), 1, "a finished saga goes once past its horizon");
+    assert_eq!(store.forget_finished(10_000, 100).await.unwrap(), 0);
+    for at in [10, 20, 30] {
+        let poison = PoisonRecord { subject: "s".into(), reason: "r".into(), payload: vec![1], received_at_ms: at };
+        store.record_poison(&poison).await.unwrap();
+    }
+    assert_eq!(store.forget_poison(25, 1).await.unwrap(), 1, "a chunk at a time");
+    assert_eq!(store.forget_poison(25, 100).await.unwrap(), 1);
+    assert_eq!(store.kept().await.iter().map(|p| p.received_at_ms).collect::<Vec<_>>(), vec![30]);
+}
+
 /// One module per backend, one `#[tokio::test]` per contract test.
 macro_rules! contract_suite {
     ($backend:ident, $make:path) => {
@@ -633,6 +666,7 @@ macro_rules! contract_suite {
                 claim_due_takes_due_unclaimed_sagas_oldest_first, an_append_ends_a_claim, claim_due_limit_is_clamped,
                 concurrent_claimers_get_disjoint_sets, poison_is_kept_with_its_payload_cut,
                 committed_after_follows_commit_order, relay_checkpoints_round_trip, engine_leases_are_renewed_listed_and_forgotten,
+                retention_forgets_old_finished_sagas_and_old_poison,
             );
         }
     };

@@ -140,7 +140,8 @@ impl JetStreamTransport {
             duplicate_window: self.config.duplicate_window,
             max_age: self.config.stream_max_age,
             max_bytes: self.config.stream_max_bytes,
-            max_message_size: i32::try_from(self.config.message_bytes_max).unwrap_or(i32::MAX),
+            // No larger than the server takes at all (its max_payload).
+            max_message_size: i32::try_from(self.config.message_bytes_max.min(self.payload_max())).unwrap_or(i32::MAX),
             ..Config::default()
         }
     }

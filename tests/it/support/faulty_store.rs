@@ -139,6 +139,16 @@ impl EventStore for FaultyStore {
         self.inner.heartbeat(engine_id, now_ms, forget_before_ms).await
     }
 
+    async fn forget_finished(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        self.check("deleting finished sagas")?;
+        self.inner.forget_finished(before_ms, limit).await
+    }
+
+    async fn forget_poison(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        self.check("deleting old poison")?;
+        self.inner.forget_poison(before_ms, limit).await
+    }
+
     async fn engines_since(&self, since_ms: i64) -> Result<Vec<EngineLease>, StoreError> {
         self.check("reading leases")?;
         self.inner.engines_since(since_ms).await

@@ -201,7 +201,7 @@ impl AppOptions {
             false => Broker::InProcess,
         };
         let engine = EngineConfig { ack_wait: self.ack_wait, lease: self.lease, ..EngineConfig::default() };
-        OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()) }
+        OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()), retention: jetsaga::runtime::retention::Retention::default() }
     }
 }
 

@@ -1,0 +1,107 @@
+//! Retention: a background task that deletes finished sagas and poison
+//! records older than their horizon, so nothing fills the disk. Running
+//! and stuck sagas are never deleted. Every `serve` process may run it: the
+//! deletes are idempotent.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::Clock;
+use crate::store::EventStore;
+
+/// How often the task looks for what to delete.
+pub const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Most sagas (or poison records) deleted per store call.
+pub const RETENTION_CHUNK_MAX: u32 = 500;
+/// How long finished sagas are kept, by default.
+pub const RETAIN_FINISHED_DEFAULT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long poison records are kept, by default.
+pub const RETAIN_POISON_DEFAULT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long what is kept; `None`: forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished sagas (completed, compensated, aborted), from their last event.
+    pub finished: Option<Duration>,
+    /// Poison records, from when they arrived.
+    pub poison: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { finished: Some(RETAIN_FINISHED_DEFAULT), poison: Some(RETAIN_POISON_DEFAULT) }
+    }
+}
+
+impl Retention {
+    /// Keep everything forever.
+    pub fn forever() -> Self {
+        Self { finished: None, poison: None }
+    }
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Finished sagas deleted.
+    pub sagas: u64,
+    /// Poison records deleted.
+    pub poison: u64,
+}
+
+/// Deletes, in chunks, everything older than its horizon at `now_ms`.
+pub async fn sweep<S: EventStore>(store: &S, retention: Retention, now_ms: i64) -> Swept {
+    let mut swept = Swept::default();
+    if let Some(keep) = retention.finished {
+        swept.sagas = chunked("finished sagas", now_ms - millis(keep), |before, limit| store.forget_finished(before, limit)).await;
+    }
+    if let Some(keep) = retention.poison {
+        swept.poison = chunked("poison records", now_ms - millis(keep), |before, limit| store.forget_poison(before, limit)).await;
+    }
+    swept
+}
+
+/// Calls `forget` until a chunk comes back short; what went in all.
+async fn chunked<F, Fut>(what: &str, before_ms: i64, forget: F) -> u64
+where
+    F: Fn(i64, u32) -> Fut,
+    Fut: Future<Output = Result<u64, crate::store::StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        match forget(before_ms, RETENTION_CHUNK_MAX).await {
+            Ok(gone) => {
+                total += gone;
+                if gone < u64::from(RETENTION_CHUNK_MAX) {
+                    return total;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, what, "retention: cannot delete now; trying at the next sweep");
+                return total;
+            }
+        }
+    }
+}
+
+/// Sweeps every [`RETENTION_SWEEP_EVERY`] until `shutdown` resolves.
+pub async fn run<S: EventStore>(store: S, retention: Retention, clock: Clock, shutdown: impl Future<Output = ()> + Send) {
+    if retention == Retention::forever() {
+        return shutdown.await;
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let swept = sweep(&store, retention, clock.now_ms()).await;
+        if swept != Swept::default() {
+            tracing::info!(sagas = swept.sagas, poison = swept.poison, "retention: deleted what is past its horizon");
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(RETENTION_SWEEP_EVERY) => {}
+        }
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
