@@ -13,6 +13,7 @@
 //! - [`participant`]: the participant SDK (a participant is a `tower::Service`).
 //! - [`loader`]: reads a definitions directory from disk.
 //! - [`orchestrator`]: the one assembly of engine, consumers, relay and ops API.
+//! - [`secret`]: secrets that never print, URLs with their user info hidden.
 //! - [`failpoints`]: named crash points for the fault campaign (feature `failpoints`).
 //! - [`cli`]: the `jetsaga` subcommands.
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod orchestrator;
 pub mod participant;
 pub mod runtime;
 pub mod saga;
+pub mod secret;
 pub mod sim;
 pub mod store;
 pub mod transport;
