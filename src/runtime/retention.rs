@@ -9,8 +9,12 @@ use std::time::Duration;
 use super::Clock;
 use crate::store::EventStore;
 
-/// How often the task looks for what to delete.
+/// How often the task looks for what to delete, at most: a shorter
+/// horizon sweeps more often (a quarter of it, at least every
+/// [`RETENTION_SWEEP_EVERY_MIN`]).
 pub const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The shortest pause between two sweeps.
+pub const RETENTION_SWEEP_EVERY_MIN: Duration = Duration::from_millis(250);
 /// Most sagas (or poison records) deleted per store call.
 pub const RETENTION_CHUNK_MAX: u32 = 500;
 /// How long finished sagas are kept, by default.
@@ -37,6 +41,13 @@ impl Retention {
     /// Keep everything forever.
     pub fn forever() -> Self {
         Self { finished: None, poison: None }
+    }
+
+    /// The pause between two sweeps: a quarter of the shortest horizon,
+    /// within [`RETENTION_SWEEP_EVERY_MIN`]..=[`RETENTION_SWEEP_EVERY`].
+    pub fn sweep_every(&self) -> Duration {
+        let shortest = [self.finished, self.poison].into_iter().flatten().min().unwrap_or(RETENTION_SWEEP_EVERY);
+        (shortest / 4).clamp(RETENTION_SWEEP_EVERY_MIN, RETENTION_SWEEP_EVERY)
     }
 }
 
@@ -84,7 +95,7 @@ where
     }
 }
 
-/// Sweeps every [`RETENTION_SWEEP_EVERY`] until `shutdown` resolves.
+/// Sweeps every [`Retention::sweep_every`] until `shutdown` resolves.
 pub async fn run<S: EventStore>(store: S, retention: Retention, clock: Clock, shutdown: impl Future<Output = ()> + Send) {
     if retention == Retention::forever() {
         return shutdown.await;
@@ -97,11 +108,25 @@ pub async fn run<S: EventStore>(store: S, retention: Retention, clock: Clock, sh
         }
         tokio::select! {
             () = &mut shutdown => return,
-            () = tokio::time::sleep(RETENTION_SWEEP_EVERY) => {}
+            () = tokio::time::sleep(retention.sweep_every()) => {}
         }
     }
 }
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_horizons_sweep_more_often() {
+        assert_eq!(Retention::default().sweep_every(), RETENTION_SWEEP_EVERY);
+        let short = Retention { finished: Some(Duration::from_secs(2)), poison: None };
+        assert_eq!(short.sweep_every(), Duration::from_millis(500));
+        let tiny = Retention { finished: None, poison: Some(Duration::from_millis(10)) };
+        assert_eq!(tiny.sweep_every(), RETENTION_SWEEP_EVERY_MIN);
+    }
 }

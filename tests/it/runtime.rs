@@ -3,12 +3,14 @@
 
 use jetsaga::definition::Kind;
 use jetsaga::orchestrator::OrchestratorError;
+use jetsaga::runtime::retention::Retention;
 use jetsaga::runtime::EngineError;
 use jetsaga::saga::{Input, ReplyStatus, SagaEvent, Status};
 use jetsaga::store::StoreError;
 use jetsaga::transport::ParticipantTransport as _;
 use jetsaga::wire::ReplyBody;
 use serde_json::json;
+use std::time::Duration;
 
 use crate::support::{always_ok, answer, app, catalog, eventually, fixture, saga_id, silent, spawn_app, with_timeout, AppOptions};
 
@@ -20,6 +22,24 @@ async fn a_saga_runs_every_step_in_order_and_completes() {
     assert_eq!(app.settled(started.saga_id).await, Status::Completed);
     let steps: Vec<String> = app.ledger.received().into_iter().map(|(s, _, _)| s).collect();
     assert_eq!(steps, ["flight", "hotel", "pay", "mail"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn finished_sagas_past_their_retention_are_forgotten_and_running_ones_kept() {
+    let retention = Retention { finished: Some(Duration::from_secs(1)), poison: None };
+    let app = app(&["trip"]).participant("hotels", silent()).timeout("30s").retention(retention).spawn().await;
+    let done = app.start("trip", json!({})).await;
+    let waiting = app.start("trip", json!({})).await;
+    // Both reach the hotel; the hotel never answers, so `waiting` stays running.
+    eventually!(
+        "both sagas at the hotel",
+        (app.ledger.received().iter().filter(|(step, _, _)| step == "hotel").count() == 2).then_some(())
+    );
+    let (status, body) = app.http("POST", &format!("/sagas/{done}/abort"), Some(r#"{"reason":"test"}"#), Some(crate::support::TOKEN)).await;
+    assert_eq!(status, 202, "{body}");
+    eventually!("the finished saga to go after its horizon", (app.get(&format!("/sagas/{done}")).await.0 == 404).then_some(()));
+    assert_eq!(app.get(&format!("/sagas/{waiting}")).await.0, 200, "a running saga is never forgotten");
     app.stop().await;
 }
 

@@ -26,6 +26,7 @@ mod participants;
 pub use faulty_store::FaultyStore;
 pub use fixtures::{catalog, fixture, saga_id, trip_booking, with_timeout};
 pub use http::{exchange, http, sample};
+use jetsaga::runtime::retention::Retention;
 pub use participants::{always_ok, answer, silent, Behaviour, Ledger};
 
 use std::collections::HashMap;
@@ -90,6 +91,7 @@ pub struct AppOptions {
     jetstream: bool,
     ack_wait: Duration,
     lease: Duration,
+    retention: Retention,
 }
 
 /// Options for an app running the fixtures `names`, every participant `ok`,
@@ -102,6 +104,7 @@ pub fn app(names: &[&str]) -> AppOptions {
         jetstream: false,
         ack_wait: Duration::from_millis(100),
         lease: jetsaga::runtime::ENGINE_LEASE_DEFAULT,
+        retention: Retention::default(),
     }
 }
 
@@ -176,6 +179,12 @@ impl AppOptions {
         self
     }
 
+    /// How long finished sagas and poison are kept.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// The engine's lease (how soon other engines count it dead).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
@@ -201,7 +210,7 @@ impl AppOptions {
             false => Broker::InProcess,
         };
         let engine = EngineConfig { ack_wait: self.ack_wait, lease: self.lease, ..EngineConfig::default() };
-        OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()), retention: jetsaga::runtime::retention::Retention::default() }
+        OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()), retention: self.retention }
     }
 }
 

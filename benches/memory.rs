@@ -1,0 +1,118 @@
+//! Resident memory per in-flight saga, over NATS JetStream + PostgreSQL.
+//!
+//! `cargo bench --bench memory` (env `SAGAS`, default 20000; `NATS_URL`,
+//! `DATABASE_URL` as for the tests). Builds the orchestrator as `serve`
+//! does, with no participant, so every saga it starts waits on its first
+//! step (a one-hour timeout keeps it there). Prints the process's resident
+//! memory (VmRSS) once the orchestrator idles and once every saga is in
+//! flight, and the difference per saga, beside the size of a saga's input.
+
+use std::time::{Duration, Instant};
+
+use jetsaga::definition::Catalog;
+use jetsaga::orchestrator::{Orchestrator, OrchestratorConfig};
+use jetsaga::saga::{SagaId, Status};
+use jetsaga::store::{EventStore, PostgresStore};
+use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
+use jetsaga::wire::Subjects;
+use serde_json::json;
+
+const WAITING: &str = r#"
+name = "waiting"
+version = 1
+[defaults]
+timeout = "1h"
+[[steps]]
+name = "hold"
+participant = "nobody"
+action = "hold"
+compensation = "release"
+[[steps]]
+name = "never"
+participant = "nobody"
+action = "never"
+"#;
+
+/// How long the engine gets to settle before and after the starts.
+const SETTLE: Duration = Duration::from_secs(3);
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The process's resident set, in bytes (Linux).
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status (Linux)");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB");
+    kib * 1024
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let sagas: u128 = env("SAGAS", "20000").parse().expect("SAGAS is a number");
+    let tag = format!("bench_mem_{}", std::process::id());
+    let database_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
+    let store = PostgresStore::connect_schema(&database_url, &tag).await.expect("PostgreSQL (run scripts/services)");
+    let config = JetStreamConfig {
+        url: env("NATS_URL", "nats://127.0.0.1:4222"),
+        prefix: Subjects::new(&format!("{tag}.saga")),
+        ..JetStreamConfig::default()
+    };
+    let catalog = Catalog::from_sources([("waiting.toml".to_string(), WAITING.to_string())]).expect("the definition");
+    let orchestrator = Orchestrator::build(&catalog, store.clone(), None, OrchestratorConfig::jetstream(config.clone()))
+        .await
+        .expect("the orchestrator starts");
+    let handle = orchestrator.handle();
+    let input = json!({ "card": "4242", "who": "ada" });
+    let input_bytes = input.to_string().len();
+
+    // Warm up allocator and pools with a few sagas, then measure from there.
+    for n in 0..100u128 {
+        handle.start("waiting", Some(id(1 << 40 | n)), input.clone()).await.expect("started");
+    }
+    tokio::time::sleep(SETTLE).await;
+    let before = resident_bytes();
+
+    let started = Instant::now();
+    let mut starts = tokio::task::JoinSet::new();
+    for n in 0..sagas {
+        let handle = handle.clone();
+        let input = input.clone();
+        starts.spawn(async move { handle.start("waiting", Some(id(n)), input).await });
+    }
+    while let Some(result) = starts.join_next().await {
+        result.expect("start task").expect("started");
+    }
+    let last = id(sagas - 1);
+    loop {
+        match store.summary(last).await.expect("summary") {
+            Some(s) if s.status == Status::Running => break,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let start_time = started.elapsed();
+    tokio::time::sleep(SETTLE).await;
+    let after = resident_bytes();
+    let per_saga = after.saturating_sub(before) as f64 / sagas as f64;
+
+    println!("resident memory, {sagas} sagas in flight on their first step (input {input_bytes} bytes of JSON):");
+    println!("  resident before            {:>10.1} MiB", before as f64 / 1048576.0);
+    println!("  resident after             {:>10.1} MiB", after as f64 / 1048576.0);
+    println!("  per in-flight saga         {per_saga:>10.0} bytes");
+    println!("  started in                 {start_time:>10.2?}");
+    println!("  saga cache bound           {:>10} sagas (SAGA_CACHE_MAX)", jetsaga::runtime::SAGA_CACHE_MAX);
+
+    orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
+    if let Ok(transport) = JetStreamTransport::connect(config).await {
+        let _ = transport.delete_streams().await;
+    }
+    store.close().await;
+    let _ = std::process::Command::new("psql")
+        .args([&database_url, "-qc", &format!("SET client_min_messages = warning; DROP SCHEMA IF EXISTS \"{tag}\" CASCADE")])
+        .status();
+}
+
+fn id(n: u128) -> SagaId {
+    SagaId::from_u128(0x0190_e000_0000_7000_8000_0000_0000_0000 | n)
+}
