@@ -59,3 +59,17 @@ impl<S: EventStore> PoisonSink for StorePoison<S> {
         self.keep(subject, reason, payload).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_on_a_character_boundary() {
+        assert_eq!(cut("short", POISON_REASON_BYTES_MAX), "short");
+        let long = "é".repeat(POISON_REASON_BYTES_MAX);
+        let kept = cut(&long, POISON_REASON_BYTES_MAX);
+        assert_eq!(kept.len(), POISON_REASON_BYTES_MAX);
+        assert_eq!(cut("aé", 2), "a", "never half a character");
+    }
+}

@@ -116,3 +116,33 @@ fn an_event_too_large_for_the_broker_has_a_stub_that_says_where_to_read_it() {
     assert_eq!((body["seq"].as_u64(), body["type"].as_str()), (Some(1), Some("saga_compensated")));
     assert!(body["data"]["omitted"].as_str().is_some_and(|why| why.contains("GET /sagas/")), "{body}");
 }
+
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+#[test]
+fn input_nesting_is_capped_at_the_door() {
+    let deep_enough = json!({ "input": nested(JSON_DEPTH_MAX - 1) });
+    assert!(parse_start("trip", deep_enough.to_string().as_bytes()).is_ok(), "{JSON_DEPTH_MAX} levels pass");
+    let too_deep = json!({ "input": nested(JSON_DEPTH_MAX + 1) });
+    let refused = parse_start("trip", too_deep.to_string().as_bytes()).expect_err("too deep");
+    assert!(refused.reason.contains("levels deep"), "{}", refused.reason);
+    // Deeper than serde_json's own recursion limit: still a clean refusal, no stack overflow.
+    let abyss = format!("{{\"input\": {}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(parse_start("trip", abyss.as_bytes()).is_err());
+    let reply = json!({"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": "hotel", "kind": "action",
+        "attempt": 1, "status": "ok", "output": nested(JSON_DEPTH_MAX + 1)});
+    assert!(parse_reply("hotels", reply.to_string().as_bytes()).expect_err("too deep").reason.contains("levels deep"));
+}
+
+#[test]
+fn a_reply_step_must_follow_the_name_rules() {
+    let reply = |step: &str| {
+        json!({"saga_id": "0190a5c4-0000-7000-8000-000000000001", "step": step, "kind": "action", "attempt": 1, "status": "ok"}).to_string()
+    };
+    assert!(parse_reply("hotels", reply("hotel_2").as_bytes()).is_ok());
+    for bad in ["Hotel", "hotel stay", "", "\u{1b}[31mred", &"x".repeat(10_000)] {
+        assert!(parse_reply("hotels", reply(bad).as_bytes()).is_err(), "{bad:?} is refused");
+    }
+}

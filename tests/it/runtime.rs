@@ -137,6 +137,49 @@ async fn bad_replies_are_recorded_as_ignored_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn ignored_replies_are_recorded_up_to_a_cap_then_only_counted() {
+    let app = app(&["trip"]).participant("payments", silent()).spawn().await;
+    let id = app.start("trip", json!({})).await;
+    app.wait_until(id, |s| s.current_step.as_deref() == Some("pay")).await;
+    let cap = jetsaga::saga::IGNORED_RECORDED_MAX as usize;
+    let extra = 7;
+    for attempt in 0..(cap + extra) {
+        let body = ReplyBody {
+            saga_id: id.to_string(),
+            step: "pay".into(),
+            kind: Kind::Action,
+            attempt: 1_000 + attempt as u32, // never sent
+            status: ReplyStatus::Ok,
+            output: None,
+            error: None,
+        };
+        app.transport().reply("payments", &body, None).await.expect("delivered");
+    }
+    let ignored = eventually!("the log to hold the ignored replies", {
+        let ignored = app.events(id).await.iter().filter(|e| matches!(e, SagaEvent::InputIgnored { .. })).count();
+        (ignored >= cap).then_some(ignored)
+    });
+    assert_eq!(ignored, cap, "the log keeps {cap} ignored inputs, no more");
+    eventually!("the replies beyond the cap counted", {
+        let metrics = app.metrics().await;
+        metrics.lines().any(|l| l == format!("jetsaga_inputs_ignored_unrecorded_total {extra}")).then_some(())
+    });
+    assert_eq!(app.summary(id).await.status, Status::Running);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_input_nested_too_deep_is_refused_at_the_door() {
+    let app = spawn_app(&["trip"], always_ok()).await;
+    let deep = (0..=jetsaga::wire::JSON_DEPTH_MAX).fold(json!(1), |inner, _| json!({ "a": inner }));
+    let body = json!({ "saga_type": "trip", "input": deep }).to_string();
+    let (status, answer) = app.http("POST", "/sagas", Some(&body), None).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["detail"].as_str().is_some_and(|d| d.contains("levels deep")), "{answer}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_restart_recovers_the_saga_and_resends_with_the_same_idempotency_key() {
     // First life: payments is down, so the saga is in flight at the pivot.
     let app = app(&["trip"]).timeout("10s").participant("payments", silent()).spawn().await;
