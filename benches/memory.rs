@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use jetsaga::definition::Catalog;
 use jetsaga::orchestrator::{Orchestrator, OrchestratorConfig};
 use jetsaga::saga::{SagaId, Status};
-use jetsaga::store::{EventStore, PostgresStore};
-use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
-use jetsaga::wire::Subjects;
+use jetsaga::store::EventStore;
+use jetsaga::transport::jetstream::JetStreamTransport;
 use serde_json::json;
 
 const WAITING: &str = r#"
@@ -36,9 +35,8 @@ action = "never"
 /// How long the engine gets to settle before and after the starts.
 const SETTLE: Duration = Duration::from_secs(3);
 
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
+mod support;
+use support::{env, Servers};
 
 /// The process's resident set, in bytes (Linux).
 fn resident_bytes() -> u64 {
@@ -52,13 +50,8 @@ fn resident_bytes() -> u64 {
 async fn main() {
     let sagas: u128 = env("SAGAS", "20000").parse().expect("SAGAS is a number");
     let tag = format!("bench_mem_{}", std::process::id());
-    let database_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
-    let store = PostgresStore::connect_schema(&database_url, &tag).await.expect("PostgreSQL (run scripts/services)");
-    let config = JetStreamConfig {
-        url: env("NATS_URL", "nats://127.0.0.1:4222"),
-        prefix: Subjects::new(&format!("{tag}.saga")),
-        ..JetStreamConfig::default()
-    };
+    let servers = Servers::connect(&tag).await;
+    let (store, config) = (servers.store.clone(), servers.nats.clone());
     let catalog = Catalog::from_sources([("waiting.toml".to_string(), WAITING.to_string())]).expect("the definition");
     let orchestrator = Orchestrator::build(&catalog, store.clone(), None, OrchestratorConfig::jetstream(config.clone()))
         .await
@@ -107,10 +100,7 @@ async fn main() {
     if let Ok(transport) = JetStreamTransport::connect(config).await {
         let _ = transport.delete_streams().await;
     }
-    store.close().await;
-    let _ = std::process::Command::new("psql")
-        .args([&database_url, "-qc", &format!("SET client_min_messages = warning; DROP SCHEMA IF EXISTS \"{tag}\" CASCADE")])
-        .status();
+    servers.drop_schema().await;
 }
 
 fn id(n: u128) -> SagaId {

@@ -18,15 +18,13 @@ use jetsaga::orchestrator::{Orchestrator, OrchestratorConfig};
 use jetsaga::participant::{spawn_simulated, EffectLedger, SimulationConfig};
 use jetsaga::saga::{Recorded, SagaEvent, SagaId, Status};
 use jetsaga::store::{Append, EventStore, PostgresStore, SagaSummary};
-use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
-use jetsaga::wire::Subjects;
+use jetsaga::transport::jetstream::JetStreamTransport;
 use serde_json::json;
 
 const TRIP: &str = include_str!("../sagas/trip_booking.toml");
 
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
+mod support;
+use support::{env, Servers};
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
@@ -39,13 +37,8 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 async fn main() {
     let sagas: u128 = env("SAGAS", "2000").parse().expect("SAGAS is a number");
     let tag = format!("bench_{}", std::process::id());
-    let database_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
-    let store = PostgresStore::connect_schema(&database_url, &tag).await.expect("PostgreSQL (run scripts/services)");
-    let config = JetStreamConfig {
-        url: env("NATS_URL", "nats://127.0.0.1:4222"),
-        prefix: Subjects::new(&format!("{tag}.saga")),
-        ..JetStreamConfig::default()
-    };
+    let servers = Servers::connect(&tag).await;
+    let (store, config) = (servers.store.clone(), servers.nats.clone());
     // The baselines first, before the orchestrator and its relay run.
     let transport = JetStreamTransport::connect(config.clone()).await.expect("NATS JetStream (run scripts/services)");
     let commits_per_s = baseline_postgres(&store, 500).await;
@@ -107,8 +100,7 @@ async fn main() {
         participant.await.expect("a participant task").expect("a participant served");
     }
     let _ = transport.delete_streams().await;
-    store.close().await;
-    drop_schema(&database_url, &tag).await;
+    servers.drop_schema().await;
 }
 
 /// Sequential single-event appends: one fsync-bound commit each.
@@ -143,10 +135,4 @@ async fn baseline_jetstream(transport: &JetStreamTransport, tag: &str, n: u64) -
         transport.publish_raw(&format!("{tag}.saga.event.baseline.{i}"), b"{}".to_vec()).await.expect("publish");
     }
     n as f64 / started.elapsed().as_secs_f64()
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    let _ = std::process::Command::new("psql")
-        .args([url, "-qc", &format!("SET client_min_messages = warning; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")])
-        .status();
 }
