@@ -8,9 +8,11 @@ mod check;
 mod demo;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod ops_access;
 mod participants;
 mod sagas;
 mod serve;
+pub mod terminal;
 pub mod timeline;
 
 use std::path::PathBuf;
