@@ -92,3 +92,34 @@ fn secret(value: Option<&Secret>, file: Option<&Path>) -> anyhow::Result<Option<
         None => Ok(value.cloned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ops: OpsAccessArgs,
+    }
+
+    #[test]
+    fn tokens_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "operator-token-from-a-file\n").expect("written");
+        let file = path.to_str().expect("utf-8");
+        let cli = Cli::try_parse_from(["x", "--ops-token-file", file, "--ops-read-token", "read-token-on-the-line", "--auth", "strict"])
+            .expect("parses");
+        let config = cli.ops.config().expect("valid");
+        assert_eq!(config.access.operator_token.as_ref().map(Secret::expose), Some("operator-token-from-a-file"));
+        assert_eq!(config.access.mode, AuthMode::Strict);
+        let printed = format!("{cli:?} {config:?}");
+        assert!(!printed.contains("-token-from-a-file") && !printed.contains("read-token-on-the-line"), "{printed}");
+        assert!(Cli::try_parse_from(["x", "--ops-token-file", file, "--ops-token", "operator-token-on-the-line"]).is_err());
+        let missing = Cli::try_parse_from(["x", "--ops-token-file", "/nonexistent/token"]).expect("parses").ops.config().unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/token"), "{missing}");
+    }
+}

@@ -161,7 +161,7 @@ where
     tokio::pin!(connection);
     let ended = tokio::select! {
         ended = connection.as_mut() => ended,
-        _ = stop.wait_for(|stop| *stop) => {
+        () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }

@@ -184,7 +184,7 @@ async fn serve_takes_tokens_from_files_and_warns_beyond_loopback() {
     let listen = format!("0.0.0.0:{port}");
     let args = ["--listen", &listen, "--ops-token-file", operator_file.to_str().expect("utf-8")];
     let prefix = format!("{}.saga", infra::unique("serve_access"));
-    let mut child = serve(dir.path(), &prefix, &args, &[("JETSAGA_OPS_READ_TOKEN_FILE", read_file.to_str().expect("utf-8"))])
+    let child = serve(dir.path(), &prefix, &args, &[("JETSAGA_OPS_READ_TOKEN_FILE", read_file.to_str().expect("utf-8"))])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -308,13 +308,13 @@ async fn the_connection_cap_holds_and_frees_when_slow_clients_time_out() {
     let started = Instant::now();
     let mut waiting = TcpStream::connect(addr(&app)).await.expect("the backlog takes it");
     waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.expect("sent");
-    let mut first = [0u8; 1];
-    let early = tokio::time::timeout(Duration::from_millis(400), waiting.read(&mut first)).await;
+    // A read cancelled by its timeout consumes nothing.
+    let early = tokio::time::timeout(Duration::from_millis(400), waiting.read(&mut [0u8; 1])).await;
     assert!(early.is_err(), "answered while {} connections were open: the cap did not hold", LIMITS.connections_max);
     let (answer, _) = read_to_close(&mut waiting).await;
     let took = started.elapsed();
-    assert!(String::from_utf8_lossy(&first).starts_with('H') && answer.starts_with("TTP/1.1 200"), "{answer}");
-    assert!(took < LIMITS.header_read_timeout * 3, "answered once the slow ones timed out, after {took:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took > LIMITS.header_read_timeout / 2 && took < LIMITS.header_read_timeout * 3, "answered once the slow ones timed out, after {took:?}");
     drop(hogs);
     assert_eq!(app.get("/healthz").await.0, 200);
     app.stop().await;
