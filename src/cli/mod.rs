@@ -6,9 +6,9 @@
 
 mod check;
 mod demo;
+mod ops_access;
 #[cfg(feature = "otlp")]
 mod otlp;
-mod ops_access;
 mod participants;
 mod sagas;
 mod serve;

@@ -19,8 +19,8 @@ use clap::Args;
 use serde::Serialize;
 
 use self::client::{ClientError, OpsClient};
-use crate::ops::api::{ListQuery, SagaDetail, SagaRow};
 use crate::cli::terminal;
+use crate::ops::api::{ListQuery, SagaDetail, SagaRow};
 use crate::saga::{SagaId, Status};
 use crate::secret::Secret;
 use crate::store::PAGE_SIZE_MAX;

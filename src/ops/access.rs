@@ -88,10 +88,10 @@ impl Access {
 
     /// Refuses short tokens, strict mode without a token and one text for both tokens.
     pub fn validate(&self) -> Result<(), AccessError> {
-        let named = [("operator token (--ops-token, JETSAGA_OPS_TOKEN)", &self.operator_token), (
-            "read token (--ops-read-token, JETSAGA_OPS_READ_TOKEN)",
-            &self.read_token,
-        )];
+        let named = [
+            ("operator token (--ops-token, JETSAGA_OPS_TOKEN)", &self.operator_token),
+            ("read token (--ops-read-token, JETSAGA_OPS_READ_TOKEN)", &self.read_token),
+        ];
         for (which, token) in named {
             if let Some(token) = token.as_ref().filter(|t| t.len() < TOKEN_BYTES_MIN) {
                 return Err(AccessError::ShortToken { which, len: token.len() });
@@ -258,7 +258,9 @@ fn normalize_host(host: &str) -> String {
     let host = host.trim().to_ascii_lowercase();
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split_once(']').map_or(host.clone(), |(ip, _)| format!("[{ip}]")),
-        None => host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host.clone(), |(n, _)| n.to_owned()),
+        None => {
+            host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host.clone(), |(n, _)| n.to_owned())
+        }
     };
     name.trim_end_matches('.').to_owned()
 }
@@ -344,12 +346,10 @@ mod tests {
             }
             gate.caller(&headers)
         };
-        assert_eq!((with(Some(OPERATOR)), with(Some(READER)), with(None), with(Some("nope"))), (
-            Caller::Operator,
-            Caller::Reader,
-            Caller::Anonymous,
-            Caller::Wrong
-        ));
+        assert_eq!(
+            (with(Some(OPERATOR)), with(Some(READER)), with(None), with(Some("nope"))),
+            (Caller::Operator, Caller::Reader, Caller::Anonymous, Caller::Wrong)
+        );
         let status = |action, caller| gate.allow(action, caller).err().map(|e| e.into_response().status().as_u16());
         assert_eq!(status(Action::Read, Caller::Reader), None);
         assert_eq!(status(Action::Read, Caller::Anonymous), Some(401));

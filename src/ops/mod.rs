@@ -27,8 +27,8 @@ pub use server::{serve, tls_config, HttpLimits, TlsError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -135,10 +135,12 @@ async fn declared_length(
 ) -> Response {
     let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
-        Some(bytes) if bytes > max as u64 => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", format!("the body is {bytes} bytes; at most {max} are accepted"))
-                .into_response()
-        }
+        Some(bytes) if bytes > max as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload too large",
+            format!("the body is {bytes} bytes; at most {max} are accepted"),
+        )
+        .into_response(),
         _ => next.run(request).await,
     }
 }

@@ -26,8 +26,12 @@ use crate::support::{always_ok, app, saga_id, spawn_app, TestApp, TOKEN};
 const READ_TOKEN: &str = "read-only-test-token";
 
 /// The HTTP limits of the hardening tests: short, so slow clients time out fast.
-const LIMITS: HttpLimits =
-    HttpLimits { header_read_timeout: Duration::from_secs(1), request_timeout: Duration::from_secs(1), connections_max: 4, request_bytes_max: 1024 };
+const LIMITS: HttpLimits = HttpLimits {
+    header_read_timeout: Duration::from_secs(1),
+    request_timeout: Duration::from_secs(1),
+    connections_max: 4,
+    request_bytes_max: 1024,
+};
 
 /// Longest a raw exchange waits for the server.
 const RAW_WAIT: Duration = Duration::from_secs(5);
@@ -157,21 +161,18 @@ fn serve_refuses_an_empty_or_short_token_without_showing_it() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "short-secret\n").expect("written");
     let file = token_file.to_str().expect("utf-8");
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
-        (&[], &[("JETSAGA_OPS_TOKEN", "")], "JETSAGA_OPS_TOKEN"),
-        (&["--ops-read-token", "tiny-secret"], &[], "--ops-read-token"),
-        (&["--ops-token-file", file], &[], "--ops-token"),
-        (&["--auth", "strict"], &[], "--auth strict"),
-    ];
-    for (args, envs, named) in cases {
-        let started = Instant::now();
+    let refused = |args: &[&str], envs: &[(&str, &str)], named: &str| {
         let out = serve(dir.path(), "unused.saga", args, envs).stdin(Stdio::null()).output().expect("serve runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {envs:?}: {stderr}");
         assert!(stderr.contains(named), "{named} is named: {stderr}");
         assert!(!stderr.contains("short-secret") && !stderr.contains("tiny-secret"), "the value is not shown: {stderr}");
-        assert!(started.elapsed() < Duration::from_secs(10), "refused before connecting anything");
-    }
+        assert!(!dir.path().join("events.db").exists(), "refused before opening the store");
+    };
+    refused(&[], &[("JETSAGA_OPS_TOKEN", "")], "JETSAGA_OPS_TOKEN");
+    refused(&["--ops-read-token", "tiny-secret"], &[], "--ops-read-token");
+    refused(&["--ops-token-file", file], &[], "--ops-token");
+    refused(&["--auth", "strict"], &[], "--auth strict");
 }
 
 #[tokio::test]
@@ -286,7 +287,9 @@ async fn a_body_that_never_ends_times_out_and_a_large_one_is_refused() {
     let (answer, took) = raw(&app, declared).await;
     assert!(answer.starts_with("HTTP/1.1 413") && took < LIMITS.request_timeout, "refused on the declared length: {answer}");
 
-    for garbage in [&b"GARBAGE\r\n\r\n"[..], b"GET / HTTP/9.9\r\n\r\n", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", b"GET /\x00 HTTP/1.1\r\n\r\n"] {
+    for garbage in
+        [&b"GARBAGE\r\n\r\n"[..], b"GET / HTTP/9.9\r\n\r\n", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", b"GET /\x00 HTTP/1.1\r\n\r\n"]
+    {
         let (answer, took) = raw(&app, garbage).await;
         assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{garbage:?}: {answer}");
         assert!(took < RAW_WAIT, "{garbage:?}: the connection is closed");
@@ -314,7 +317,10 @@ async fn the_connection_cap_holds_and_frees_when_slow_clients_time_out() {
     let (answer, _) = read_to_close(&mut waiting).await;
     let took = started.elapsed();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(took > LIMITS.header_read_timeout / 2 && took < LIMITS.header_read_timeout * 3, "answered once the slow ones timed out, after {took:?}");
+    assert!(
+        took > LIMITS.header_read_timeout / 2 && took < LIMITS.header_read_timeout * 3,
+        "answered once the slow ones timed out, after {took:?}"
+    );
     drop(hogs);
     assert_eq!(app.get("/healthz").await.0, 200);
     app.stop().await;

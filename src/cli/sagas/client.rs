@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use serde::de::DeserializeOwned;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use crate::ops::api::{query_pairs, ErrorBody, ListQuery, SagaDetail, SagaPage, SagaStateBody, SagaStatusBody, StateQuery, VerbBody};
 use crate::cli::terminal;
+use crate::ops::api::{query_pairs, ErrorBody, ListQuery, SagaDetail, SagaPage, SagaStateBody, SagaStatusBody, StateQuery, VerbBody};
 use crate::saga::SagaId;
 use crate::secret::Secret;
 
