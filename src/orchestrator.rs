@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::definition::Catalog;
-use crate::ops::{self, Ops, Readiness};
+use crate::ops::{self, Ops, OpsConfig, Readiness};
 use crate::runtime::relay::{self, RelayStatus};
 use crate::runtime::retention::{self, Retention};
 use crate::runtime::{Clock, Definitions, Engine, EngineConfig, EngineError, EngineHandle, Metrics, INBOUND_QUEUE_MAX};
@@ -52,8 +52,9 @@ pub struct OrchestratorConfig {
     pub broker: Broker,
     /// The engine's tunables (its ack wait must match the broker's).
     pub engine: EngineConfig,
-    /// The bearer token of the operator verbs (`None`: verbs are off).
-    pub ops_token: Option<String>,
+    /// How the ops API is reached: tokens, auth mode, Host allow-list,
+    /// HTTP limits, TLS (the default: SPEC §5's open mode, operator verbs off).
+    pub ops: OpsConfig,
     /// How long finished sagas and poison are kept.
     pub retention: Retention,
 }
@@ -61,7 +62,7 @@ pub struct OrchestratorConfig {
 impl OrchestratorConfig {
     /// In-process, default tunables, no token.
     pub fn in_process() -> Self {
-        Self { broker: Broker::InProcess, engine: EngineConfig::default(), ops_token: None, retention: Retention::default() }
+        Self { broker: Broker::InProcess, engine: EngineConfig::default(), ops: OpsConfig::default(), retention: Retention::default() }
     }
 
     /// Over JetStream; the engine's ack wait is the broker's.
@@ -69,7 +70,7 @@ impl OrchestratorConfig {
         Self {
             engine: EngineConfig { ack_wait: config.ack_wait, ..EngineConfig::default() },
             broker: Broker::JetStream(Box::new(config)),
-            ops_token: None,
+            ops: OpsConfig::default(),
             retention: Retention::default(),
         }
     }
@@ -90,6 +91,9 @@ pub enum OrchestratorError {
     /// The inbound consumers failed.
     #[error("the inbound consumers failed: {0}")]
     Consumers(#[source] TransportError),
+    /// The ops API's access settings are refused (a short token, say).
+    #[error("the ops API's access settings are refused: {0}")]
+    Access(#[source] ops::AccessError),
     /// The ops API could not listen.
     #[error("the ops API failed: {0}")]
     Http(#[source] std::io::Error),
@@ -144,6 +148,7 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         listener: Option<TcpListener>,
         config: OrchestratorConfig,
     ) -> Result<Self, OrchestratorError> {
+        config.ops.access.validate().map_err(OrchestratorError::Access)?;
         let clock = Clock::system();
         let readiness = Arc::new(Readiness::default());
         readiness.migrated.store(true, Ordering::SeqCst);
@@ -176,6 +181,11 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         let ops_addr = match listener {
             Some(listener) => {
                 let addr = listener.local_addr().map_err(OrchestratorError::Http)?;
+                for warning in config.ops.access.warnings(addr) {
+                    tracing::warn!("{warning}");
+                }
+                let OpsConfig { access, http: limits, tls } = config.ops.clone();
+                let scheme = if tls.is_some() { "https" } else { "http" };
                 let ops = Ops {
                     engine: handle.clone(),
                     store: store.clone(),
@@ -183,16 +193,17 @@ impl<S: EventStore + Clone> Orchestrator<S> {
                     readiness,
                     metrics: metrics.clone(),
                     relay: relay_status,
-                    token: config.ops_token.clone(),
+                    gate: access.gate(addr),
+                    limits,
                     clock,
                 };
-                let http = ops::serve(listener, ops::router(ops), stopped(&stop));
+                let http = ops::serve(listener, ops::router(ops), limits, tls, stopped(&stop));
                 tasks.spawn("ops API", async move {
                     if let Err(error) = http.await {
                         tracing::error!(%error, "the ops API failed");
                     }
                 });
-                tracing::info!(listen = %addr, "ops API listening");
+                tracing::info!(listen = %addr, %scheme, mode = ?access.mode, "ops API listening");
                 Some(addr)
             }
             None => None,

@@ -6,11 +6,13 @@
 
 mod check;
 mod demo;
+mod ops_access;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod participants;
 mod sagas;
 mod serve;
+pub mod terminal;
 pub mod timeline;
 
 use std::path::PathBuf;

@@ -10,6 +10,7 @@ mod client;
 mod tail;
 mod view;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,8 +19,10 @@ use clap::Args;
 use serde::Serialize;
 
 use self::client::{ClientError, OpsClient};
+use crate::cli::terminal;
 use crate::ops::api::{ListQuery, SagaDetail, SagaRow};
 use crate::saga::{SagaId, Status};
+use crate::secret::Secret;
 use crate::store::PAGE_SIZE_MAX;
 
 /// Most pages `list --all` follows before it stops (and says so).
@@ -34,9 +37,17 @@ pub(super) struct SagasArgs {
     /// The ops API of `jetsaga serve`.
     #[arg(long, env = "JETSAGA_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
-    /// Bearer token for retry, compensate and abort (`serve --ops-token`).
-    #[arg(long, env = "JETSAGA_OPS_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
+    /// Bearer token: the operator token (`serve --ops-token`) for retry,
+    /// compensate and abort; in strict mode, a read token for list and show.
+    #[arg(long, env = "JETSAGA_OPS_TOKEN", hide_env_values = true, global = true, conflicts_with = "token_file")]
+    token: Option<Secret>,
+    /// File holding the bearer token (so it is not a flag `ps` shows).
+    #[arg(long, env = "JETSAGA_OPS_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// PEM file of the CA to trust for an https:// URL (a private CA);
+    /// without it, the public web PKI roots.
+    #[arg(long, env = "JETSAGA_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
     /// Print the API's JSON (for `tail`: each event's body, one per line).
     #[arg(long, global = true)]
     json: bool,
@@ -119,13 +130,19 @@ fn parse_reason(text: &str) -> Result<String, String> {
 
 /// Runs one `jetsaga sagas` subcommand.
 pub(super) fn run(args: SagasArgs) -> anyhow::Result<ExitCode> {
-    let client = || OpsClient::new(&args.url, args.token.clone());
+    let client = || -> anyhow::Result<OpsClient> {
+        let token = match &args.token_file {
+            Some(path) => Some(Secret::from_file(path).map_err(|e| anyhow!("cannot read the token file {e}"))?),
+            None => args.token.clone(),
+        };
+        OpsClient::new(&args.url, token, args.ca_file.as_deref())
+    };
     match args.subcommand {
-        SagasSubcommand::List(list_args) => list(&client(), list_args, args.json),
-        SagasSubcommand::Show { id, at_seq } => show(&client(), id, at_seq, args.json),
-        SagasSubcommand::Retry(verb) => operate(&client(), "retry", verb, args.json),
-        SagasSubcommand::Compensate(verb) => operate(&client(), "compensate", verb, args.json),
-        SagasSubcommand::Abort(verb) => operate(&client(), "abort", verb, args.json),
+        SagasSubcommand::List(list_args) => list(&client()?, list_args, args.json),
+        SagasSubcommand::Show { id, at_seq } => show(&client()?, id, at_seq, args.json),
+        SagasSubcommand::Retry(verb) => operate(&client()?, "retry", verb, args.json),
+        SagasSubcommand::Compensate(verb) => operate(&client()?, "compensate", verb, args.json),
+        SagasSubcommand::Abort(verb) => operate(&client()?, "abort", verb, args.json),
         SagasSubcommand::Tail(tail_args) => tail::run(tail_args, args.json),
     }
 }
@@ -144,7 +161,7 @@ fn list(client: &OpsClient, args: ListArgs, json: bool) -> anyhow::Result<ExitCo
         if json {
             print_json(&page)?;
         } else {
-            print!("{}", view::list(&page.sagas));
+            print!("{}", terminal::escape_lines(&view::list(&page.sagas)));
             if page.next_cursor.is_some() {
                 eprintln!("(more sagas: pass --all to follow every page)");
             }
@@ -165,7 +182,7 @@ fn list(client: &OpsClient, args: ListArgs, json: bool) -> anyhow::Result<ExitCo
     }
     match json {
         true => print_json(&Combined { sagas: &all })?,
-        false => print!("{}", view::list(&all)),
+        false => print!("{}", terminal::escape_lines(&view::list(&all))),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -191,7 +208,7 @@ fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyh
     let state = then.unwrap_or(now);
     let mut log = events.iter().map(view::recorded).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!("saga {id}: {e}"))?;
     log.retain(|r| r.seq <= state.seq);
-    print!("{}", view::show(id, &state, &log));
+    print!("{}", terminal::escape_lines(&view::show(id, &state, &log)));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -210,10 +227,17 @@ fn print_json(answer: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The error as the operator should read it: a 401 says how to pass the token.
+/// The error as the operator should read it: a 401 says how to pass the
+/// token, a 403 which token is needed, a refused certificate how to trust it.
 fn explain(error: ClientError) -> anyhow::Error {
     match error.status() {
-        Some(401) => anyhow!("{error}\nhint: pass --token or set JETSAGA_OPS_TOKEN to the ops token `jetsaga serve` was started with"),
+        Some(401) => anyhow!(
+            "{error}\nhint: pass --token or --token-file (or set JETSAGA_OPS_TOKEN) to the ops token `jetsaga serve` was started with"
+        ),
+        Some(403) => anyhow!("{error}\nhint: this needs the operator token (--ops-token of serve), not the read-only token"),
+        None if error.is_certificate() => {
+            anyhow!("{error}\nhint: pass --ca-file (or set JETSAGA_CA_FILE) to the PEM of the CA that signed the server's certificate")
+        }
         _ => error.into(),
     }
 }

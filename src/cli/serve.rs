@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::ops_access::OpsAccessArgs;
 use super::NatsArgs;
 use crate::loader;
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
@@ -42,9 +43,9 @@ pub(super) struct ServeArgs {
     /// Address of the ops HTTP API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(super) listen: String,
-    /// Bearer token for operator verbs (never logged).
-    #[arg(long, env = "JETSAGA_OPS_TOKEN", hide_env_values = true)]
-    pub(super) ops_token: Option<String>,
+    /// Who may do what on the ops API, its HTTP limits and TLS.
+    #[command(flatten)]
+    pub(super) ops: OpsAccessArgs,
     /// NATS credentials file (JWT + nkey).
     #[arg(long, env = "NATS_CREDS")]
     pub(super) nats_creds: Option<PathBuf>,
@@ -126,6 +127,13 @@ fn retention_period(text: &str) -> Result<Retained, String> {
 
 /// Runs the orchestrator until a signal stops it.
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ops = match args.ops.config() {
+        Ok(ops) => ops,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
     let catalog = match loader::load(&args.sagas) {
         Ok(catalog) => catalog,
         Err(error) => {
@@ -134,15 +142,15 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")?;
-    runtime.block_on(serve(args, catalog))?;
+    runtime.block_on(serve(args, ops, catalog))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: ServeArgs, catalog: crate::definition::Catalog) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, ops: crate::ops::OpsConfig, catalog: crate::definition::Catalog) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("failed to listen on {}", args.listen))?;
     let store = connect_store(&args.database_url).await?;
     let retention = Retention { finished: args.retain_finished.0, poison: args.retain_poison.0 };
-    let config = OrchestratorConfig { ops_token: args.ops_token.clone(), retention, ..OrchestratorConfig::jetstream(args.jetstream()) };
+    let config = OrchestratorConfig { ops, retention, ..OrchestratorConfig::jetstream(args.jetstream()) };
     let orchestrator = Orchestrator::build(&catalog, store, Some(listener), config).await?;
     orchestrator.run_until(signal()).await?;
     tracing::info!("serve stopped");

@@ -26,7 +26,15 @@ pub fn rows(log: &[Recorded]) -> Vec<Row> {
     log.iter().map(|r| row(r, start)).collect()
 }
 
+/// One row's text, control characters escaped ([`super::terminal::escape`]):
+/// what a participant wrote is shown, never obeyed by the terminal.
 fn row(recorded: &Recorded, start_ms: i64) -> Row {
+    let Row { elapsed_ms, step, kind, attempt, outcome } = raw_row(recorded, start_ms);
+    let escape = |text: String| super::terminal::escape(&text).into_owned();
+    Row { elapsed_ms, step: escape(step), kind, attempt, outcome: escape(outcome) }
+}
+
+fn raw_row(recorded: &Recorded, start_ms: i64) -> Row {
     let saga = |outcome: String| (String::new(), String::new(), String::new(), outcome);
     let step = |s: &dyn ToString, k: &dyn ToString, a: u32, outcome: String| (s.to_string(), k.to_string(), a.to_string(), outcome);
     let (step, kind, attempt, outcome) = match &recorded.event {

@@ -1,25 +1,33 @@
 //! The ops HTTP API (SPEC §5), axum on tower.
 //!
-//! The router's order, outermost first: a request body limit, then the
-//! routes; each handler maps its errors to a status code in one place
-//! ([`ApiError`]'s `IntoResponse`). Handlers read the store directly and
+//! The router's order, outermost first: access ([`access`]: the Host
+//! allow-list, then the token the route needs), the request timeout, the
+//! request body limit, then the routes; each handler maps its errors to a
+//! status code in one place ([`ApiError`]'s `IntoResponse`). The server
+//! under it ([`server`]) bounds header reads and open connections and
+//! speaks TLS when configured. Handlers read the store directly and
 //! send what changes state (start, operator verbs) to the engine. Every
 //! body they read or write is a type of [`api`], which the CLI's client
 //! reads back.
 
+pub mod access;
 pub mod api;
 mod list;
 mod metrics;
 mod operate;
 mod sagas;
+pub mod server;
 mod ui;
 
+pub use access::{constant_time_eq, Access, AccessError, AuthMode, Gate, TOKEN_BYTES_MIN};
 pub use list::PAGE_SIZE_DEFAULT;
-pub use operate::{constant_time_eq, REASON_BYTES_MAX};
+pub use operate::REASON_BYTES_MAX;
+pub use server::{serve, tls_config, HttpLimits, TlsError};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -32,8 +40,25 @@ use crate::runtime::relay::RelayStatus;
 use crate::runtime::{Clock, Definitions, EngineHandle, Metrics};
 use crate::store::EventStore;
 
-/// Largest request body accepted.
+/// Largest request body accepted by default ([`HttpLimits::request_bytes_max`]).
 pub const REQUEST_BYTES_MAX: usize = 1024 * 1024;
+
+/// How the ops API is reached: who may do what, the HTTP limits, TLS.
+#[derive(Clone, Default)]
+pub struct OpsConfig {
+    /// The auth mode, the tokens, the Host allow-list.
+    pub access: Access,
+    /// Timeouts, the connection cap, the body limit.
+    pub http: HttpLimits,
+    /// TLS settings ([`tls_config`]); `None`: plain HTTP.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for OpsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsConfig").field("access", &self.access).field("http", &self.http).field("tls", &self.tls.is_some()).finish()
+    }
+}
 
 /// What `/readyz` checks: each flag is set by the part that owns it.
 #[derive(Debug, Default)]
@@ -75,14 +100,17 @@ pub struct Ops<S> {
     pub metrics: Arc<Metrics>,
     /// How far behind the event relay is.
     pub relay: Arc<RelayStatus>,
-    /// The bearer token for operator verbs (`None`: verbs are off).
-    pub token: Option<String>,
+    /// Who may do what ([`Access::gate`]).
+    pub gate: Gate,
+    /// The request timeout and body limit (the router's layers).
+    pub limits: HttpLimits,
     /// Now, for filters relative to it (`stuck_for`).
     pub clock: Clock,
 }
 
 /// The router of the ops API.
 pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
+    let (gate, limits) = (Arc::new(ops.gate.clone()), ops.limits);
     Router::new()
         .route("/healthz", get(|| async { Json(HealthBody { status: "ok".to_owned(), waiting_for: Vec::new() }) }))
         .route("/readyz", get(readyz::<S>))
@@ -91,8 +119,35 @@ pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
         .merge(list::routes::<S>())
         .merge(operate::routes::<S>())
         .merge(ui::routes())
-        .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
+        .layer(DefaultBodyLimit::max(limits.request_bytes_max))
+        .layer(axum::middleware::from_fn_with_state(limits.request_bytes_max, declared_length))
+        .layer(tower::ServiceBuilder::new().layer(HandleErrorLayer::new(timed_out)).timeout(limits.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(gate, access::check))
         .with_state(Arc::new(ops))
+}
+
+/// Refuses a request whose declared `Content-Length` is past the limit
+/// before reading any of it (the body limit catches the undeclared ones).
+async fn declared_length(
+    axum::extract::State(max): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(bytes) if bytes > max as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload too large",
+            format!("the body is {bytes} bytes; at most {max} are accepted"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// The answer to a request that ran past the request timeout.
+async fn timed_out(_: tower::BoxError) -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "request timeout", "the request took longer than the server's request timeout")
 }
 
 async fn readyz<S: EventStore>(axum::extract::State(ops): axum::extract::State<Arc<Ops<S>>>) -> Response {
@@ -105,15 +160,6 @@ async fn readyz<S: EventStore>(axum::extract::State(ops): axum::extract::State<A
         true => Json(HealthBody { status: "ready".to_owned(), waiting_for }).into_response(),
         false => (StatusCode::SERVICE_UNAVAILABLE, Json(HealthBody { status: "not ready".to_owned(), waiting_for })).into_response(),
     }
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 /// An API error as the server answers it: an [`ErrorBody`] with its status.

@@ -80,7 +80,7 @@ impl Serve {
             .env("DATABASE_URL", schema_url(schema))
             .env("JETSAGA_SUBJECT_PREFIX", prefix)
             .env("JETSAGA_STREAM_MAX_BYTES", STREAM_MAX_BYTES.to_string())
-            .env("JETSAGA_OPS_TOKEN", "test-token")
+            .env("JETSAGA_OPS_TOKEN", crate::support::TOKEN)
             .env("JETSAGA_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -143,6 +143,6 @@ impl Drop for Serve {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }

@@ -1,5 +1,6 @@
 //! The one integration-test binary: each module covers one user-facing capability.
 
+mod access;
 mod cli;
 mod crash;
 mod dashboard;

@@ -33,12 +33,14 @@ async fn health_and_readiness() {
         readiness: readiness.clone(),
         metrics: Arc::default(),
         relay: Arc::default(),
-        token: None,
+        gate: ops::Gate::default(),
+        limits: ops::HttpLimits::default(),
         clock: Clock::system(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
     let readyz = format!("http://{}/readyz", listener.local_addr().expect("address"));
-    tokio::spawn(ops::serve(listener, ops::router(ops), std::future::pending()));
+    let limits = ops::HttpLimits::default();
+    tokio::spawn(ops::serve(listener, ops::router(ops), limits, None, std::future::pending()));
     let (status, body) = http("GET", &readyz, None, None).await.expect("an answer");
     assert_eq!(status, 503);
     assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["waiting_for"], json!(["migrations", "streams", "consumers"]));

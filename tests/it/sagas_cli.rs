@@ -41,7 +41,7 @@ async fn saga(app: &TestApp, n: u128, input: Value) -> String {
 }
 
 /// `jetsaga sagas <args> --url <the app's API>`.
-async fn cli(app: &TestApp, args: &[&str]) -> Out {
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> Out {
     let mut all = vec!["sagas"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--url", &app.url]);
@@ -49,22 +49,22 @@ async fn cli(app: &TestApp, args: &[&str]) -> Out {
 }
 
 #[derive(Debug)]
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 fn jetsaga() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_jetsaga"));
-    for var in ["JETSAGA_URL", "JETSAGA_OPS_TOKEN", "JETSAGA_SUBJECT_PREFIX", "JETSAGA_LOG"] {
+    for var in ["JETSAGA_URL", "JETSAGA_OPS_TOKEN", "JETSAGA_OPS_TOKEN_FILE", "JETSAGA_CA_FILE", "JETSAGA_SUBJECT_PREFIX", "JETSAGA_LOG"] {
         command.env_remove(var);
     }
     command
 }
 
 /// Runs the binary off the runtime, so the API keeps serving meanwhile.
-async fn run(args: &[&str]) -> Out {
+pub(crate) async fn run(args: &[&str]) -> Out {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || jetsaga().args(&args).output().expect("jetsaga runs")).await.expect("joined");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();

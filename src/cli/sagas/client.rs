@@ -3,12 +3,17 @@
 //! [`crate::ops::api`] (the server's own) or a [`ClientError`] with the
 //! status and the API's [`ErrorBody`].
 
+use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::de::DeserializeOwned;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
+use crate::cli::terminal;
 use crate::ops::api::{query_pairs, ErrorBody, ListQuery, SagaDetail, SagaPage, SagaStateBody, SagaStatusBody, StateQuery, VerbBody};
 use crate::saga::SagaId;
+use crate::secret::Secret;
 
 /// Longest wait for one request, connect to last byte.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,21 +56,31 @@ impl ClientError {
             ClientError::Transport { .. } => None,
         }
     }
+
+    /// True when the server's certificate was refused (an unknown CA, a
+    /// name that does not match).
+    pub(crate) fn is_certificate(&self) -> bool {
+        matches!(self, ClientError::Transport { reason, .. } if reason.contains("certificate"))
+    }
 }
 
 /// The ops API at one base URL, with an optional bearer token.
 #[derive(Debug)]
 pub(crate) struct OpsClient {
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
     agent: ureq::Agent,
 }
 
 impl OpsClient {
-    /// A client of the API at `base` (e.g. `http://127.0.0.1:8080`).
-    pub(crate) fn new(base: &str, token: Option<String>) -> Self {
-        let config = ureq::Agent::config_builder().timeout_global(Some(REQUEST_TIMEOUT)).http_status_as_error(false).build();
-        Self { base: base.trim_end_matches('/').to_owned(), token, agent: config.into() }
+    /// A client of the API at `base` (`http://…` or `https://…`); over
+    /// HTTPS it trusts the CA in `ca_file` (PEM) if given, else the web PKI.
+    pub(crate) fn new(base: &str, token: Option<Secret>, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = ureq::Agent::config_builder().timeout_global(Some(REQUEST_TIMEOUT)).http_status_as_error(false);
+        if let Some(ca_file) = ca_file {
+            config = config.tls_config(TlsConfig::builder().root_certs(RootCerts::new_with_certs(&ca_certificates(ca_file)?)).build());
+        }
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), token, agent: config.build().into() })
     }
 
     /// `GET /sagas` with filters: one page.
@@ -86,25 +101,43 @@ impl OpsClient {
     /// `POST /sagas/{id}/{verb}` with `{"reason"}` and the bearer token.
     pub(crate) fn operate(&self, id: SagaId, verb: &str, reason: &str) -> Result<SagaStatusBody, ClientError> {
         let url = self.url(&format!("/sagas/{id}/{verb}"));
-        let mut request = self.agent.post(&url);
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
+        let request = self.authorized(self.agent.post(&url));
         finish("POST", url, request.send_json(VerbBody { reason: reason.to_owned() }))
     }
 
     fn get<T: DeserializeOwned>(&self, path: String, query: Vec<(String, String)>) -> Result<T, ClientError> {
         let url = self.url(&path);
-        let mut request = self.agent.get(&url);
+        let mut request = self.authorized(self.agent.get(&url));
         for (key, value) in query {
             request = request.query(key, value);
         }
         finish("GET", url, request.call())
     }
 
+    /// The request with the bearer token, if there is one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {}", token.expose())),
+            None => request,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// The certificates of a PEM file (other items, such as keys, are skipped).
+fn ca_certificates(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?;
+    let mut certificates = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let PemItem::Certificate(certificate) = item.with_context(|| format!("the CA file {} is not valid PEM", path.display()))? {
+            certificates.push(certificate);
+        }
+    }
+    anyhow::ensure!(!certificates.is_empty(), "the CA file {} holds no PEM certificate", path.display());
+    Ok(certificates)
 }
 
 /// The typed body of a 2xx answer, or the error: the one place statuses
@@ -129,8 +162,11 @@ fn finish<T: DeserializeOwned>(
     // Not every error comes from jetsaga (a proxy's, say): then the status
     // names the error and the start of the body explains it.
     let (error, detail) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(ErrorBody { error, detail }) => (error, detail),
-        Err(_) => (status.canonical_reason().unwrap_or("error").to_lowercase(), text.chars().take(200).collect()),
+        Ok(ErrorBody { error, detail }) => (terminal::escape(&error).into_owned(), terminal::escape(&detail).into_owned()),
+        Err(_) => {
+            let start: String = text.chars().take(200).collect();
+            (status.canonical_reason().unwrap_or("error").to_lowercase(), terminal::escape(&start).into_owned())
+        }
     };
     Err(ClientError::Status { method, url, status: status.as_u16(), error, detail })
 }

@@ -62,7 +62,7 @@ async fn follow(args: TailArgs, filter: String, json: bool) -> anyhow::Result<()
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             body = events.recv() => match body {
-                Some(body) => println!("{}", line(&body, json)),
+                Some(body) => println!("{}", crate::cli::terminal::escape(&line(&body, json))),
                 None => return Err(anyhow!("the connection to NATS at {nats_url} ended")),
             },
         }

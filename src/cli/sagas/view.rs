@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::UNIX_EPOCH;
 
-use crate::cli::timeline;
+use crate::cli::{terminal, timeline};
 use crate::ops::api::{EventEntry, SagaRow, SagaStateBody};
 use crate::saga::{self, Recorded, SagaId};
 
@@ -34,7 +34,7 @@ pub(super) fn show(id: SagaId, state: &SagaStateBody, log: &[Recorded]) -> Strin
     let _ = writeln!(out, "saga     {id}");
     let _ = writeln!(out, "type     {} v{}", state.saga_type, state.version);
     let _ = writeln!(out, "status   {}", state.status);
-    let _ = writeln!(out, "reason   {}", or_dash(state.reason.as_deref()));
+    let _ = writeln!(out, "reason   {}", terminal::escape(&or_dash(state.reason.as_deref())));
     let _ = writeln!(out, "at seq   {}", state.seq);
     let _ = writeln!(out);
     let rows: Vec<Vec<String>> = state
@@ -66,8 +66,11 @@ fn or_dash(text: Option<&str>) -> String {
     text.unwrap_or("-").to_owned()
 }
 
-/// Left-aligned columns two spaces apart, no trailing blanks.
+/// Left-aligned columns two spaces apart, no trailing blanks; control
+/// characters in cells escaped (they may be a participant's text).
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| terminal::escape(c).into_owned()).collect()).collect();
+    let rows = rows.as_slice();
     let widths: Vec<usize> =
         headers.iter().enumerate().map(|(i, h)| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(h.len())).collect();
     let line = |cells: Vec<&str>| {

@@ -72,10 +72,26 @@
     }
   }
 
+  // In strict mode (serve --auth strict) reads need a token too: the one
+  // kept for this tab is sent with every read, and a 401 asks for it once.
+  let askedForToken = false;
+
   async function api(path, options) {
-    const response = await fetch(path, { headers: { accept: 'application/json' }, ...options });
+    const headers = { accept: 'application/json' };
+    const kept = token();
+    if (kept) headers.authorization = `Bearer ${kept}`;
+    const response = await fetch(path, { headers, ...options });
     let body = null;
     try { body = await response.json(); } catch (_) { /* not JSON */ }
+    if (response.status === 401 && !askedForToken) {
+      askedForToken = true;
+      const given = window.prompt('This jetsaga needs a token to show sagas (the read-only or the operator token):');
+      if (given) {
+        keepToken(given.trim());
+        askedForToken = false;
+        return api(path, options);
+      }
+    }
     if (!response.ok) throw new HttpError(response.status, body);
     return body;
   }

@@ -33,10 +33,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jetsaga::ops::{Access, OpsConfig};
 use jetsaga::orchestrator::{Broker, Orchestrator, OrchestratorConfig, OrchestratorError};
 use jetsaga::participant::{ParticipantError, SimulationConfig};
 use jetsaga::runtime::{EngineConfig, EngineHandle};
 use jetsaga::saga::{SagaEvent, SagaId, Status};
+use jetsaga::secret::Secret;
 use jetsaga::store::{AnyStore, EventStore, PoisonRecord, SagaSummary, SqliteStore};
 use jetsaga::transport::{AnyTransport, JetStreamConfig, JetStreamTransport};
 use serde_json::Value;
@@ -92,6 +94,7 @@ pub struct AppOptions {
     ack_wait: Duration,
     lease: Duration,
     retention: Retention,
+    ops: OpsConfig,
 }
 
 /// Options for an app running the fixtures `names`, every participant `ok`,
@@ -105,6 +108,7 @@ pub fn app(names: &[&str]) -> AppOptions {
         ack_wait: Duration::from_millis(100),
         lease: jetsaga::runtime::ENGINE_LEASE_DEFAULT,
         retention: Retention::default(),
+        ops: OpsConfig { access: Access::operator(Secret::new(TOKEN)), ..OpsConfig::default() },
     }
 }
 
@@ -191,6 +195,13 @@ impl AppOptions {
         self
     }
 
+    /// The ops API's access, limits and TLS (default: open mode, [`TOKEN`]
+    /// as the operator token).
+    pub fn ops(mut self, ops: OpsConfig) -> Self {
+        self.ops = ops;
+        self
+    }
+
     /// Opens the store, builds the orchestrator and starts the participants.
     pub async fn spawn(self) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -210,7 +221,7 @@ impl AppOptions {
             false => Broker::InProcess,
         };
         let engine = EngineConfig { ack_wait: self.ack_wait, lease: self.lease, ..EngineConfig::default() };
-        OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()), retention: self.retention }
+        OrchestratorConfig { broker, engine, ops: self.ops.clone(), retention: self.retention }
     }
 }
 
@@ -234,7 +245,7 @@ pub struct TestApp {
     pub handle: EngineHandle,
     /// The event store.
     pub store: AnyStore,
-    /// The ops API's base URL (`http://127.0.0.1:<port>`).
+    /// The ops API's base URL (`http://127.0.0.1:<port>`, `https://` with TLS).
     pub url: String,
     /// What the participants received and did.
     pub ledger: Ledger,
@@ -246,7 +257,8 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let orchestrator = Orchestrator::build(&catalog, world.store.clone(), Some(listener), options.config(&world.prefix)).await?;
         let participants = options.participants.spawn(&catalog, &orchestrator, &world.ledger).await;
-        let url = format!("http://{}", orchestrator.ops_addr().expect("the ops API listens"));
+        let scheme = if options.ops.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", orchestrator.ops_addr().expect("the ops API listens"));
         let (handle, store, ledger) = (orchestrator.handle(), world.store.clone(), world.ledger.clone());
         Ok(TestApp { orchestrator, participants, options, world, handle, store, url, ledger })
     }
