@@ -18,7 +18,7 @@ use jetsaga::orchestrator::{Orchestrator, OrchestratorConfig};
 use jetsaga::participant::{spawn_simulated, EffectLedger, SimulationConfig};
 use jetsaga::saga::{Recorded, SagaEvent, SagaId, Status};
 use jetsaga::store::{Append, EventStore, PostgresStore, SagaSummary};
-use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
+use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport, NatsConnection};
 use jetsaga::wire::Subjects;
 use serde_json::json;
 
@@ -42,7 +42,7 @@ async fn main() {
     let database_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
     let store = PostgresStore::connect_schema(&database_url, &tag).await.expect("PostgreSQL (run scripts/services)");
     let config = JetStreamConfig {
-        url: env("NATS_URL", "nats://127.0.0.1:4222"),
+        connection: NatsConnection::new(env("NATS_URL", "nats://127.0.0.1:4222")),
         prefix: Subjects::new(&format!("{tag}.saga")),
         ..JetStreamConfig::default()
     };
