@@ -39,9 +39,39 @@ fn config() -> Config {
 
 /// Fragments worth splicing into JSON and TOML text.
 const TOKENS: &[&str] = &[
-    "\"", "{", "}", "[", "]", ":", ",", "null", "true", "-0", "1e999", "-9223372036854775809", "18446744073709551616", "\\u0000",
-    "\\ud800", "\u{0}", "\u{1b}[31m", "\u{feff}", "é", "=", "[[steps]]", "[defaults]", "\n", "'''", "\"\"\"", "0x7f", "inf", "nan",
-    "1979-05-27T07:32:00Z", "99999999999999999999s", "-1s", "0ms", ".",
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "null",
+    "true",
+    "-0",
+    "1e999",
+    "-9223372036854775809",
+    "18446744073709551616",
+    "\\u0000",
+    "\\ud800",
+    "\u{0}",
+    "\u{1b}[31m",
+    "\u{feff}",
+    "é",
+    "=",
+    "[[steps]]",
+    "[defaults]",
+    "\n",
+    "'''",
+    "\"\"\"",
+    "0x7f",
+    "inf",
+    "nan",
+    "1979-05-27T07:32:00Z",
+    "99999999999999999999s",
+    "-1s",
+    "0ms",
+    ".",
 ];
 
 /// One mutation: where, what, and with which byte.
@@ -107,12 +137,22 @@ fn json_tree(keys: &'static [&'static str], strings: &'static [&'static str]) ->
 const SAGA_ID: &str = "0190a5c4-0000-7000-8000-000000000001";
 
 const WIRE_KEYS: &[&str] = &[
-    "saga_id", "saga_type", "step", "kind", "action", "attempt", "idempotency_key", "payload", "input", "results", "status", "output",
+    "saga_id",
+    "saga_type",
+    "step",
+    "kind",
+    "action",
+    "attempt",
+    "idempotency_key",
+    "payload",
+    "input",
+    "results",
+    "status",
+    "output",
     "error",
 ];
-const WIRE_STRINGS: &[&str] = &[
-    SAGA_ID, "not-a-uuid", "reserve_hotel", "Reserve Hotel", "action", "compensation", "ok", "failed", "", "\u{0}", "\u{1b}]0;x\u{7}",
-];
+const WIRE_STRINGS: &[&str] =
+    &[SAGA_ID, "not-a-uuid", "reserve_hotel", "Reserve Hotel", "action", "compensation", "ok", "failed", "", "\u{0}", "\u{1b}]0;x\u{7}"];
 
 const STARTS: &[&str] = &[
     r#"{"saga_id":"0190a5c4-0000-7000-8000-000000000001","input":{"card":"4111","trip":[1,2,{"a":null}]}}"#,
@@ -179,12 +219,23 @@ const DEFINITIONS: &[&str] = &[
     include_str!("../tests/fixtures/sagas/trip.toml"),
 ];
 const TOML_KEYS: &[&str] = &[
-    "name", "version", "description", "timeout", "retry", "max_attempts", "backoff", "max_backoff", "participant", "action",
-    "compensation", "pivot", "steps", "defaults",
+    "name",
+    "version",
+    "description",
+    "timeout",
+    "retry",
+    "max_attempts",
+    "backoff",
+    "max_backoff",
+    "participant",
+    "action",
+    "compensation",
+    "pivot",
+    "steps",
+    "defaults",
 ];
-const TOML_STRINGS: &[&str] = &[
-    "trip", "reserve", "hotels", "a-b", "", "250ms", "0s", "-1s", "18446744073709551615s", "2m", "Reserve Hotel", "a.b", "*", ">",
-];
+const TOML_STRINGS: &[&str] =
+    &["trip", "reserve", "hotels", "a-b", "", "250ms", "0s", "-1s", "18446744073709551615s", "2m", "Reserve Hotel", "a.b", "*", ">"];
 
 /// A TOML value as text: scalars, arrays, inline tables.
 fn toml_value() -> impl Strategy<Value = String> {
@@ -292,13 +343,39 @@ proptest! {
 }
 
 const EVENT_TYPES: &[&str] = &[
-    "saga_started", "command_sent", "step_succeeded", "step_failed", "attempt_failed", "attempt_timed_out", "retry_scheduled",
-    "deadline_extended", "compensation_started", "saga_completed", "saga_compensated", "saga_stuck", "saga_aborted",
-    "operator_intervened", "input_ignored", "nonsense",
+    "saga_started",
+    "command_sent",
+    "step_succeeded",
+    "step_failed",
+    "attempt_failed",
+    "attempt_timed_out",
+    "retry_scheduled",
+    "deadline_extended",
+    "compensation_started",
+    "saga_completed",
+    "saga_compensated",
+    "saga_stuck",
+    "saga_aborted",
+    "operator_intervened",
+    "input_ignored",
+    "nonsense",
 ];
 const EVENT_KEYS: &[&str] = &[
-    "saga_type", "version", "definition_hash", "input", "step", "kind", "attempt", "deadline_ms", "output", "error", "due_ms", "reason",
-    "verb", "count", "seq",
+    "saga_type",
+    "version",
+    "definition_hash",
+    "input",
+    "step",
+    "kind",
+    "attempt",
+    "deadline_ms",
+    "output",
+    "error",
+    "due_ms",
+    "reason",
+    "verb",
+    "count",
+    "seq",
 ];
 const EVENT_STRINGS: &[&str] = &["trip", "hotel", "flight", "pay", "mail", "action", "compensation", "retry", "abort", "compensate", ""];
 
@@ -349,4 +426,21 @@ proptest! {
         });
         decode_and_fold(entries.collect());
     }
+}
+
+/// The samples the mutations start from are valid: the fuzzing starts
+/// inside each parser's accepted language and walks out of it.
+#[test]
+fn the_samples_are_valid() {
+    assert!(STARTS.iter().all(|s| wire::parse_start("trip", s.as_bytes()).is_ok()));
+    assert!(REPLIES.iter().all(|s| wire::parse_reply("hotels", s.as_bytes()).is_ok()));
+    assert!(COMMANDS.iter().all(|s| wire::parse_command(s.as_bytes()).is_ok()));
+    assert!(DEFINITIONS.iter().all(|s| definition::parse("sample.toml", s).is_ok()));
+    for query in QUERIES {
+        let uri: axum::http::Uri = format!("/sagas?{query}").parse().expect("a URI");
+        let list = axum::extract::Query::<crate::ops::api::ListQuery>::try_from_uri(&uri);
+        let state = axum::extract::Query::<crate::ops::api::StateQuery>::try_from_uri(&uri);
+        assert!(list.is_ok() || state.is_ok(), "{query}");
+    }
+    assert!(stored_samples().into_iter().all(|(event_type, data)| saga::decode(1, &event_type, data).is_ok()));
 }

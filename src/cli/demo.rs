@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
+use crate::cli::{NatsAccessArgs, NatsArgs};
 use crate::definition::Catalog;
 use crate::loader;
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
@@ -21,7 +22,6 @@ use crate::participant::{self, EffectLedger, SimulationConfig, DECLINED_CARD};
 use crate::runtime::{Clock, EngineHandle};
 use crate::saga::{self, SagaId};
 use crate::store::{EventStore, SqliteStore};
-use crate::cli::{NatsAccessArgs, NatsArgs};
 use crate::transport::jetstream::NATS_URL_DEFAULT;
 
 /// The demo definition, for when `sagas/` is not at hand.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::participant::{self, EffectLedger, SimulationConfig, SIMULATED_PARTICIPANTS};
 use super::NatsArgs;
+use crate::participant::{self, EffectLedger, SimulationConfig, SIMULATED_PARTICIPANTS};
 use crate::transport::jetstream::JetStreamTransport;
 use crate::transport::ParticipantTransport;
 

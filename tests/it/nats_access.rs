@@ -263,7 +263,9 @@ async fn a_connection_without_tls_or_without_credentials_is_refused() {
 
     // And a client that requires TLS refuses a server without it.
     let plain = NatsConnection::new(infra::nats_url());
-    nats.attach(plain.clone()).await.unwrap_or_else(|e| panic!("the shared NATS at {} is needed (scripts/services): {e}", infra::nats_url()));
+    nats.attach(plain.clone())
+        .await
+        .unwrap_or_else(|e| panic!("the shared NATS at {} is needed (scripts/services): {e}", infra::nats_url()));
     let strict = NatsConnection { require_tls: true, ..plain };
     assert!(nats.attach(strict).await.is_err(), "require_tls connected to a plain server");
 }

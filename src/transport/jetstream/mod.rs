@@ -179,7 +179,10 @@ impl EventSink for JetStreamTransport {
 
 impl std::fmt::Debug for JetStreamTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JetStreamTransport").field("url", &self.config.connection.redacted_url()).field("prefix", &self.config.prefix.prefix()).finish()
+        f.debug_struct("JetStreamTransport")
+            .field("url", &self.config.connection.redacted_url())
+            .field("prefix", &self.config.prefix.prefix())
+            .finish()
     }
 }
 
