@@ -259,3 +259,44 @@ fn init_tracing(filter: &str, subcommand: &Subcommand) -> TracingGuard {
         TracingGuard {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nats_of(args: &[&str]) -> Result<NatsArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["jetsaga", "participants", "--simulate"].iter().chain(args))?;
+        match cli.subcommand {
+            Subcommand::Participants { nats, .. } => Ok(nats),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nats_secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (password, seed) = (dir.path().join("password"), dir.path().join("seed"));
+        std::fs::write(&password, "pa55word\n").expect("write");
+        std::fs::write(&seed, "SUAseedseed\n").expect("write");
+        let (password, seed) = (password.to_str().expect("utf-8"), seed.to_str().expect("utf-8"));
+
+        let args =
+            nats_of(&["--nats-url", "nats://u:p@h:4222", "--nats-user", "hotels", "--nats-password-file", password]).expect("parsed");
+        let connection = args.access.connection(&args.nats_url).expect("a connection");
+        assert_eq!((connection.user.as_deref(), connection.password.as_ref().map(Secret::expose)), (Some("hotels"), Some("pa55word")));
+        let shown = format!("{args:?} {connection:?}");
+        assert!(!shown.contains("pa55word") && !shown.contains("u:p@"), "{shown}");
+
+        let args = nats_of(&["--nats-nkey-file", seed, "--nats-tls-ca", "ca.pem", "--nats-require-tls"]).expect("parsed");
+        let connection = args.access.connection(&args.nats_url).expect("a connection");
+        assert_eq!(connection.nkey_seed.as_ref().map(Secret::expose), Some("SUAseedseed"));
+        assert!(connection.require_tls && connection.tls_ca.is_some());
+
+        assert!(nats_of(&["--nats-user", "hotels"]).is_err(), "a user without a password file");
+        let two_ways = nats_of(&["--nats-nkey-file", seed, "--nats-user", "hotels", "--nats-password-file", password]).expect("parsed");
+        assert!(two_ways.access.connection(&two_ways.nats_url).is_err(), "two ways to authenticate");
+        let missing = nats_of(&["--nats-token-file", "/nonexistent/token"]).expect("parsed");
+        let error = format!("{:#}", missing.access.connection(&missing.nats_url).expect_err("no file"));
+        assert!(error.contains("/nonexistent/token"), "{error}");
+    }
+}
