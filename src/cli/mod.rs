@@ -114,7 +114,8 @@ enum Subcommand {
 
 /// Where the NATS server is and the subject prefix of the deployment:
 /// `serve` and every subcommand that joins its streams from outside.
-#[derive(Debug, Clone, clap::Args)]
+/// (`Debug` hides the URL's user info.)
+#[derive(Clone, clap::Args)]
 pub(crate) struct NatsArgs {
     /// NATS server URL(s), comma-separated (user info in a URL is never logged).
     #[arg(long, env = "NATS_URL", default_value = NATS_URL_DEFAULT)]
@@ -126,6 +127,16 @@ pub(crate) struct NatsArgs {
     /// Credentials and TLS.
     #[command(flatten)]
     pub(crate) access: NatsAccessArgs,
+}
+
+impl std::fmt::Debug for NatsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsArgs")
+            .field("nats_url", &crate::secret::redact_url(&self.nats_url))
+            .field("subject_prefix", &self.subject_prefix)
+            .field("access", &self.access)
+            .finish()
+    }
 }
 
 impl NatsArgs {
