@@ -33,3 +33,6 @@ pub mod sim;
 pub mod store;
 pub mod transport;
 pub mod wire;
+
+#[cfg(test)]
+mod fuzz;

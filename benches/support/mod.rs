@@ -2,7 +2,7 @@
 //! prefix of the run's own, and their removal afterwards.
 
 use jetsaga::store::PostgresStore;
-use jetsaga::transport::jetstream::JetStreamConfig;
+use jetsaga::transport::jetstream::{JetStreamConfig, NatsConnection};
 use jetsaga::wire::Subjects;
 
 /// An environment variable, or `default`.
@@ -27,7 +27,7 @@ impl Servers {
         let database_url = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
         let store = PostgresStore::connect_schema(&database_url, tag).await.expect("PostgreSQL (run scripts/services)");
         let nats = JetStreamConfig {
-            url: env("NATS_URL", "nats://127.0.0.1:4222"),
+            connection: NatsConnection::new(env("NATS_URL", "nats://127.0.0.1:4222")),
             prefix: Subjects::new(&format!("{tag}.saga")),
             ..JetStreamConfig::default()
         };

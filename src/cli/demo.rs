@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
+use crate::cli::{NatsAccessArgs, NatsArgs};
 use crate::definition::Catalog;
 use crate::loader;
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
@@ -21,8 +22,7 @@ use crate::participant::{self, EffectLedger, SimulationConfig, DECLINED_CARD};
 use crate::runtime::{Clock, EngineHandle};
 use crate::saga::{self, SagaId};
 use crate::store::{EventStore, SqliteStore};
-use crate::transport::jetstream::JetStreamConfig;
-use crate::wire::Subjects;
+use crate::transport::jetstream::NATS_URL_DEFAULT;
 
 /// The demo definition, for when `sagas/` is not at hand.
 const TRIP_BOOKING: &str = include_str!("../../sagas/trip_booking.toml");
@@ -44,6 +44,7 @@ pub(super) struct DemoArgs {
     pub(super) nats_url: Option<String>,
     pub(super) database_url: Option<String>,
     pub(super) subject_prefix: String,
+    pub(super) nats_access: NatsAccessArgs,
 }
 
 /// Runs the demo.
@@ -133,8 +134,13 @@ async fn infrastructure(catalog: Catalog, args: DemoArgs) -> anyhow::Result<()> 
         None => format!("sqlite://{}", fresh_temp_db()?.display()),
     };
     let store = crate::store::open_url(&database_url).await.context("failed to open the event store")?;
-    let nats_url = args.nats_url.clone().unwrap_or_else(|| JetStreamConfig::default().url);
-    let config = JetStreamConfig { url: nats_url.clone(), prefix: Subjects::new(&args.subject_prefix), ..JetStreamConfig::default() };
+    let nats = NatsArgs {
+        nats_url: args.nats_url.clone().unwrap_or_else(|| NATS_URL_DEFAULT.to_owned()),
+        subject_prefix: args.subject_prefix.clone(),
+        access: args.nats_access.clone(),
+    };
+    let config = nats.jetstream()?;
+    let nats_url = config.connection.redacted_url();
     let orchestrator = Orchestrator::build(&catalog, store, None, OrchestratorConfig::jetstream(config))
         .await
         .with_context(|| format!("failed to start over NATS at {nats_url}"))?;

@@ -19,7 +19,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
+
+use crate::secret::Secret;
+use crate::transport::jetstream::{JetStreamConfig, NatsConnection, NATS_URL_DEFAULT};
+use crate::wire::Subjects;
 
 /// Exit code of a usage error or invalid definitions.
 pub const EXIT_USAGE: u8 = 2;
@@ -73,6 +78,9 @@ enum Subcommand {
         /// Subject prefix of the demo over NATS (kept apart from `saga` by default).
         #[arg(long, default_value = "jetsaga_demo")]
         subject_prefix: String,
+        /// NATS credentials and TLS (with --nats-url).
+        #[command(flatten)]
+        nats_access: NatsAccessArgs,
     },
     /// Serve simulated participants (flights, hotels, cars, payments,
     /// notifications) over NATS, with seeded failures, silences and latency.
@@ -108,15 +116,109 @@ enum Subcommand {
 
 /// Where the NATS server is and the subject prefix of the deployment:
 /// `serve` and every subcommand that joins its streams from outside.
-#[derive(Debug, Clone, clap::Args)]
+/// (`Debug` hides the URL's user info.)
+#[derive(Clone, clap::Args)]
 pub(crate) struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    /// NATS server URL(s), comma-separated (user info in a URL is never logged).
+    #[arg(long, env = "NATS_URL", default_value = NATS_URL_DEFAULT)]
     pub(crate) nats_url: String,
     /// Subject prefix (stream names derive from it); the same for every
     /// process of one deployment.
     #[arg(long, env = "JETSAGA_SUBJECT_PREFIX", default_value = "saga")]
     pub(crate) subject_prefix: String,
+    /// Credentials and TLS.
+    #[command(flatten)]
+    pub(crate) access: NatsAccessArgs,
+}
+
+impl std::fmt::Debug for NatsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsArgs")
+            .field("nats_url", &crate::secret::redact_url(&self.nats_url))
+            .field("subject_prefix", &self.subject_prefix)
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+impl NatsArgs {
+    /// The transport configuration for this server and prefix, every other
+    /// setting at its default.
+    pub(crate) fn jetstream(&self) -> anyhow::Result<JetStreamConfig> {
+        Ok(JetStreamConfig {
+            connection: self.access.connection(&self.nats_url)?,
+            prefix: Subjects::new(&self.subject_prefix),
+            ..JetStreamConfig::default()
+        })
+    }
+}
+
+/// How every subcommand that connects to NATS authenticates and speaks
+/// TLS: one set of options, one [`NatsConnection`]. Secrets come from
+/// files (or hidden environment variables), never from a flag's value
+/// that `ps` would show.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct NatsAccessArgs {
+    /// NATS credentials file (JWT + nkey seed).
+    #[arg(long, env = "NATS_CREDS")]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// NATS nkey seed, from the environment only (a flag would show in `ps`).
+    #[arg(long, env = "NATS_NKEY", hide_env_values = true, hide = true)]
+    pub(crate) nats_nkey: Option<Secret>,
+    /// File holding the NATS nkey seed (`SU…`).
+    #[arg(long, env = "NATS_NKEY_FILE", conflicts_with = "nats_nkey")]
+    pub(crate) nats_nkey_file: Option<PathBuf>,
+    /// NATS user name (with --nats-password-file).
+    #[arg(long, env = "NATS_USER", requires = "nats_password_file")]
+    pub(crate) nats_user: Option<String>,
+    /// File holding the NATS user's password.
+    #[arg(long, env = "NATS_PASSWORD_FILE", requires = "nats_user")]
+    pub(crate) nats_password_file: Option<PathBuf>,
+    /// File holding a NATS authentication token.
+    #[arg(long, env = "NATS_TOKEN_FILE")]
+    pub(crate) nats_token_file: Option<PathBuf>,
+    /// CA certificate to trust for NATS TLS (PEM).
+    #[arg(long, env = "NATS_TLS_CA")]
+    pub(crate) nats_tls_ca: Option<PathBuf>,
+    /// Client certificate for NATS TLS (PEM).
+    #[arg(long, env = "NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub(crate) nats_tls_cert: Option<PathBuf>,
+    /// Client key for NATS TLS (PEM).
+    #[arg(long, env = "NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub(crate) nats_tls_key: Option<PathBuf>,
+    /// Refuse a NATS connection without TLS.
+    #[arg(long, env = "NATS_REQUIRE_TLS")]
+    pub(crate) nats_require_tls: bool,
+    /// Prefix of this process's reply inboxes (e.g. `_INBOX_hotels`), to
+    /// match a subscribe permission (docs/security.md, NATS accounts and permissions).
+    #[arg(long, env = "NATS_INBOX_PREFIX")]
+    pub(crate) nats_inbox_prefix: Option<String>,
+}
+
+impl NatsAccessArgs {
+    /// The connection to `url` with these options, secret files read.
+    pub(crate) fn connection(&self, url: &str) -> anyhow::Result<NatsConnection> {
+        let read = |path: &PathBuf, what: &str| Secret::from_file(path).with_context(|| format!("failed to read the {what}"));
+        let nkey_seed = match &self.nats_nkey_file {
+            Some(path) => Some(read(path, "NATS nkey seed file")?),
+            None => self.nats_nkey.clone(),
+        };
+        let connection = NatsConnection {
+            credentials_file: self.nats_creds.clone(),
+            nkey_seed,
+            user: self.nats_user.clone(),
+            password: self.nats_password_file.as_ref().map(|path| read(path, "NATS password file")).transpose()?,
+            token: self.nats_token_file.as_ref().map(|path| read(path, "NATS token file")).transpose()?,
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+            require_tls: self.nats_require_tls,
+            inbox_prefix: self.nats_inbox_prefix.clone(),
+            ..NatsConnection::new(url)
+        };
+        connection.check()?;
+        Ok(connection)
+    }
 }
 
 /// Parses the command line and runs the subcommand.
@@ -126,11 +228,11 @@ pub fn run() -> ExitCode {
     let _crash_points = crate::failpoints::arm_from_env();
     let result = match cli.subcommand {
         Subcommand::Check { path, cases, seed } => check::run(&path, cases, seed),
-        Subcommand::Demo { sagas, database, nats_url, database_url, subject_prefix } => {
-            demo::run(demo::DemoArgs { sagas, database, nats_url, database_url, subject_prefix })
+        Subcommand::Demo { sagas, database, nats_url, database_url, subject_prefix, nats_access } => {
+            demo::run(demo::DemoArgs { sagas, database, nats_url, database_url, subject_prefix, nats_access })
         }
-        Subcommand::Participants { simulate, failure_rate, silence_rate, latency, seed, nats: NatsArgs { nats_url, subject_prefix } } => {
-            participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats_url, subject_prefix })
+        Subcommand::Participants { simulate, failure_rate, silence_rate, latency, seed, nats } => {
+            participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats })
         }
         Subcommand::Serve(args) => serve::run(*args),
         Subcommand::Sagas(args) => sagas::run(args),
@@ -168,5 +270,46 @@ fn init_tracing(filter: &str, subcommand: &Subcommand) -> TracingGuard {
         let _ = subcommand;
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
         TracingGuard {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nats_of(args: &[&str]) -> Result<NatsArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["jetsaga", "participants", "--simulate"].iter().chain(args))?;
+        match cli.subcommand {
+            Subcommand::Participants { nats, .. } => Ok(nats),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nats_secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (password, seed) = (dir.path().join("password"), dir.path().join("seed"));
+        std::fs::write(&password, "pa55word\n").expect("write");
+        std::fs::write(&seed, "SUAseedseed\n").expect("write");
+        let (password, seed) = (password.to_str().expect("utf-8"), seed.to_str().expect("utf-8"));
+
+        let args =
+            nats_of(&["--nats-url", "nats://u:p@h:4222", "--nats-user", "hotels", "--nats-password-file", password]).expect("parsed");
+        let connection = args.access.connection(&args.nats_url).expect("a connection");
+        assert_eq!((connection.user.as_deref(), connection.password.as_ref().map(Secret::expose)), (Some("hotels"), Some("pa55word")));
+        let shown = format!("{args:?} {connection:?}");
+        assert!(!shown.contains("pa55word") && !shown.contains("u:p@"), "{shown}");
+
+        let args = nats_of(&["--nats-nkey-file", seed, "--nats-tls-ca", "ca.pem", "--nats-require-tls"]).expect("parsed");
+        let connection = args.access.connection(&args.nats_url).expect("a connection");
+        assert_eq!(connection.nkey_seed.as_ref().map(Secret::expose), Some("SUAseedseed"));
+        assert!(connection.require_tls && connection.tls_ca.is_some());
+
+        assert!(nats_of(&["--nats-user", "hotels"]).is_err(), "a user without a password file");
+        let two_ways = nats_of(&["--nats-nkey-file", seed, "--nats-user", "hotels", "--nats-password-file", password]).expect("parsed");
+        assert!(two_ways.access.connection(&two_ways.nats_url).is_err(), "two ways to authenticate");
+        let missing = nats_of(&["--nats-token-file", "/nonexistent/token"]).expect("parsed");
+        let error = format!("{:#}", missing.access.connection(&missing.nats_url).expect_err("no file"));
+        assert!(error.contains("/nonexistent/token"), "{error}");
     }
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::NatsArgs;
 use crate::participant::{self, EffectLedger, SimulationConfig, SIMULATED_PARTICIPANTS};
-use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
+use crate::transport::jetstream::JetStreamTransport;
 use crate::transport::ParticipantTransport;
-use crate::wire::Subjects;
 
 /// What `jetsaga participants` was asked for.
 #[derive(Debug)]
@@ -23,8 +23,7 @@ pub(super) struct Options {
     pub(super) silence_rate: f64,
     pub(super) latency: Duration,
     pub(super) seed: Option<u64>,
-    pub(super) nats_url: String,
-    pub(super) subject_prefix: String,
+    pub(super) nats: NatsArgs,
 }
 
 /// Runs the simulated participants until Ctrl-C.
@@ -43,7 +42,7 @@ pub(super) fn run(options: Options) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let transport = connect_transport(&options.nats_url, &options.subject_prefix).await?;
+        let transport = connect_transport(&options.nats).await?;
         simulate(transport, config).await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -64,9 +63,12 @@ fn clock_seed() -> u64 {
 }
 
 /// The only place that knows which transport serves the participants.
-async fn connect_transport(nats_url: &str, subject_prefix: &str) -> anyhow::Result<impl ParticipantTransport> {
-    let config = JetStreamConfig { url: nats_url.to_owned(), prefix: Subjects::new(subject_prefix), ..JetStreamConfig::default() };
-    JetStreamTransport::connect(config).await.with_context(|| format!("failed to connect to NATS at {nats_url}"))
+/// It attaches (the streams are the orchestrator's to create or change),
+/// so a participant's NATS user needs no stream-management permission.
+async fn connect_transport(nats: &NatsArgs) -> anyhow::Result<impl ParticipantTransport> {
+    let config = nats.jetstream()?;
+    let url = config.connection.redacted_url();
+    JetStreamTransport::attach(config).await.with_context(|| format!("failed to connect to NATS at {url}"))
 }
 
 async fn simulate<T: ParticipantTransport>(transport: T, config: SimulationConfig) -> anyhow::Result<()> {

@@ -81,7 +81,7 @@ enum SagasSubcommand {
     Abort(VerbArgs),
     /// Follow committed events live over NATS (new ones only) until Ctrl-C.
     #[command(after_help = EXIT_CODES)]
-    Tail(tail::TailArgs),
+    Tail(Box<tail::TailArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -143,7 +143,7 @@ pub(super) fn run(args: SagasArgs) -> anyhow::Result<ExitCode> {
         SagasSubcommand::Retry(verb) => operate(&client()?, "retry", verb, args.json),
         SagasSubcommand::Compensate(verb) => operate(&client()?, "compensate", verb, args.json),
         SagasSubcommand::Abort(verb) => operate(&client()?, "abort", verb, args.json),
-        SagasSubcommand::Tail(tail_args) => tail::run(tail_args, args.json),
+        SagasSubcommand::Tail(tail_args) => tail::run(*tail_args, args.json),
     }
 }
 

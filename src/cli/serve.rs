@@ -21,7 +21,6 @@ use crate::store;
 use crate::transport::jetstream::{
     JetStreamConfig, ACK_WAIT_DEFAULT, DUPLICATE_WINDOW_DEFAULT, STREAM_MAX_AGE_DEFAULT, STREAM_MAX_BYTES_DEFAULT,
 };
-use crate::wire::Subjects;
 
 /// Tries to reach the database at start-up.
 pub(super) const DATABASE_CONNECT_ATTEMPTS_MAX: u32 = 30;
@@ -46,24 +45,6 @@ pub(super) struct ServeArgs {
     /// Who may do what on the ops API, its HTTP limits and TLS.
     #[command(flatten)]
     pub(super) ops: OpsAccessArgs,
-    /// NATS credentials file (JWT + nkey).
-    #[arg(long, env = "NATS_CREDS")]
-    pub(super) nats_creds: Option<PathBuf>,
-    /// NATS nkey seed.
-    #[arg(long, env = "NATS_NKEY", hide_env_values = true)]
-    pub(super) nats_nkey: Option<String>,
-    /// CA certificate to trust for NATS TLS (PEM).
-    #[arg(long, env = "NATS_TLS_CA")]
-    pub(super) nats_tls_ca: Option<PathBuf>,
-    /// Client certificate for NATS TLS (PEM).
-    #[arg(long, env = "NATS_TLS_CERT", requires = "nats_tls_key")]
-    pub(super) nats_tls_cert: Option<PathBuf>,
-    /// Client key for NATS TLS (PEM).
-    #[arg(long, env = "NATS_TLS_KEY", requires = "nats_tls_cert")]
-    pub(super) nats_tls_key: Option<PathBuf>,
-    /// Refuse a NATS connection without TLS.
-    #[arg(long, env = "NATS_REQUIRE_TLS")]
-    pub(super) nats_require_tls: bool,
     /// Stream replicas.
     #[arg(long, default_value_t = 1)]
     pub(super) stream_replicas: usize,
@@ -94,23 +75,15 @@ pub(super) struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn jetstream(&self) -> JetStreamConfig {
-        JetStreamConfig {
-            url: self.nats.nats_url.clone(),
-            prefix: Subjects::new(&self.nats.subject_prefix),
+    fn jetstream(&self) -> anyhow::Result<JetStreamConfig> {
+        Ok(JetStreamConfig {
             replicas: self.stream_replicas,
             duplicate_window: self.duplicate_window.into(),
-            credentials_file: self.nats_creds.clone(),
-            nkey_seed: self.nats_nkey.clone(),
-            tls_ca: self.nats_tls_ca.clone(),
-            tls_cert: self.nats_tls_cert.clone(),
-            tls_key: self.nats_tls_key.clone(),
-            require_tls: self.nats_require_tls,
             ack_wait: self.ack_wait.into(),
             stream_max_age: self.stream_max_age.into(),
             stream_max_bytes: self.stream_max_bytes,
-            ..JetStreamConfig::default()
-        }
+            ..self.nats.jetstream()?
+        })
     }
 }
 
@@ -150,7 +123,7 @@ async fn serve(args: ServeArgs, ops: crate::ops::OpsConfig, catalog: crate::defi
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("failed to listen on {}", args.listen))?;
     let store = connect_store(&args.database_url).await?;
     let retention = Retention { finished: args.retain_finished.0, poison: args.retain_poison.0 };
-    let config = OrchestratorConfig { ops, retention, ..OrchestratorConfig::jetstream(args.jetstream()) };
+    let config = OrchestratorConfig { ops, retention, ..OrchestratorConfig::jetstream(args.jetstream()?) };
     let orchestrator = Orchestrator::build(&catalog, store, Some(listener), config).await?;
     orchestrator.run_until(signal()).await?;
     tracing::info!("serve stopped");

@@ -328,28 +328,11 @@ async fn the_connection_cap_holds_and_frees_when_slow_clients_time_out() {
 
 // ---- HTTPS and the CLI ------------------------------------------------------
 
-/// A CA, and a certificate it signs for localhost and 127.0.0.1: the PEM
-/// files in `dir` (`ca.pem`, `cert.pem`, `key.pem`).
-fn certificates(dir: &Path, ca_name: &str) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, ca_name);
-    let ca_key = KeyPair::generate().expect("a CA key");
-    let ca_cert = ca.self_signed(&ca_key).expect("a CA");
-    let key = KeyPair::generate().expect("a key");
-    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
-    let cert = params.signed_by(&key, &ca_cert, &ca_key).expect("a certificate");
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("written");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("written");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("written");
-}
-
 #[tokio::test]
 async fn sagas_list_speaks_https_and_refuses_an_unknown_ca() {
     let (dir, other) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
-    certificates(dir.path(), "jetsaga test CA");
-    certificates(other.path(), "someone else's CA");
+    crate::infra::certificates(dir.path(), "jetsaga test CA");
+    crate::infra::certificates(other.path(), "someone else's CA");
     let tls = tls_config(&dir.path().join("cert.pem"), &dir.path().join("key.pem")).expect("the certificate loads");
     let token_file = dir.path().join("read-token");
     std::fs::write(&token_file, format!("{READ_TOKEN}\n")).expect("written");

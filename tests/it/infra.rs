@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jetsaga::store::PostgresStore;
-use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport};
+use jetsaga::transport::jetstream::{JetStreamConfig, JetStreamTransport, NatsConnection};
 use jetsaga::wire::Subjects;
 
 pub fn nats_url() -> String {
@@ -44,7 +44,7 @@ pub fn schema_url(schema: &str) -> String {
 /// The configuration of a JetStream transport under its own prefix (own streams).
 pub fn nats_config(prefix: &str) -> JetStreamConfig {
     JetStreamConfig {
-        url: nats_url(),
+        connection: NatsConnection::new(nats_url()),
         prefix: Subjects::new(prefix),
         connect_attempts_max: 2,
         stream_max_bytes: STREAM_MAX_BYTES,
@@ -73,15 +73,21 @@ pub struct Serve {
 impl Serve {
     /// Starts `jetsaga serve` on a free port against `schema` and `prefix`.
     pub fn start(sagas: &std::path::Path, schema: &str, prefix: &str, ack_wait: &str) -> Serve {
+        let env = [("NATS_URL", nats_url()), ("DATABASE_URL", schema_url(schema)), ("JETSAGA_SUBJECT_PREFIX", prefix.to_owned())];
+        Self::start_with(sagas, &["--ack-wait", ack_wait], &env)
+    }
+
+    /// Starts `jetsaga serve` on a free port with more `args` and `env`
+    /// (which name the broker and the database).
+    pub fn start_with(sagas: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Serve {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_jetsaga"))
-            .args(["serve", "--sagas", sagas.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}"), "--ack-wait", ack_wait])
-            .env("NATS_URL", nats_url())
-            .env("DATABASE_URL", schema_url(schema))
-            .env("JETSAGA_SUBJECT_PREFIX", prefix)
+            .args(["serve", "--sagas", sagas.to_str().expect("utf-8"), "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("JETSAGA_STREAM_MAX_BYTES", STREAM_MAX_BYTES.to_string())
             .env("JETSAGA_OPS_TOKEN", crate::support::TOKEN)
             .env("JETSAGA_LOG", "warn")
+            .envs(env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -143,6 +149,25 @@ impl Drop for Serve {
     }
 }
 
+/// A TCP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A CA named `ca_name`, and a certificate it signs for localhost and
+/// 127.0.0.1: the PEM files `ca.pem`, `cert.pem` and `key.pem` in `dir`.
+pub fn certificates(dir: &std::path::Path, ca_name: &str) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("a CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("a key");
+    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("a certificate");
+    for (name, pem) in [("ca.pem", ca.pem()), ("cert.pem", cert.pem()), ("key.pem", key.serialize_pem())] {
+        std::fs::write(dir.join(name), pem).expect("a PEM file written");
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jetsaga::definition::{ActionName, Kind, Participant, SagaType, StepName};
 use jetsaga::saga::{self, Command, Recorded, ReplyStatus, SagaEvent, SagaId};
-use jetsaga::transport::jetstream::{reply_message_id, StreamKind};
+use jetsaga::transport::jetstream::StreamKind;
 use jetsaga::transport::{
     Delivery, EventSink, Inbound, JetStreamConfig, JetStreamTransport, ParticipantTransport, PoisonSink, Transport, TransportError,
 };
@@ -53,7 +53,7 @@ impl Broker {
 }
 
 async fn connect(config: JetStreamConfig) -> JetStreamTransport {
-    let url = config.url.clone();
+    let url = config.connection.redacted_url();
     JetStreamTransport::connect(config).await.unwrap_or_else(|e| {
         panic!("no NATS JetStream at {url} ({e}); start one with `scripts/services` or set NATS_URL — broker tests never skip")
     })
@@ -258,11 +258,42 @@ async fn a_participant_receives_a_command_and_its_reply_reaches_the_orchestrator
         other => panic!("expected a reply, got {other:?}"),
     }
     arrived.ack.ack();
+    let again = inbound.next().await;
+    assert_eq!(again.message, arrived.message, "a reply answered twice is two messages: the engine, not the broker, ignores the second");
+    again.ack.ack();
     let stored = orchestrator.stored_messages(StreamKind::Replies).await.expect("readable");
-    assert_eq!(stored.len(), 1, "the re-published reply was dropped by the broker");
-    assert_eq!(stored[0].message_id.as_deref(), Some(reply_message_id(&answer).as_str()));
+    assert_eq!(stored.len(), 2);
+    let ids: Vec<&str> = stored.iter().map(|m| m.message_id.as_deref().expect("a message id")).collect();
+    let attempt = format!("{id}:reserve_hotel:action:1:reply:");
+    assert!(ids.iter().all(|m| m.starts_with(&attempt) && m.len() == attempt.len() + 32), "{ids:?}");
+    assert_ne!(ids[0], ids[1], "each publish has an id of its own, unguessable");
     assert_eq!(stored[0].traceparent.as_deref(), Some(traceparent.as_str()));
     inbound.nothing_for(Duration::from_millis(500)).await;
+    inbound.stop().await;
+}
+
+/// The replies stream has one de-duplication window for every
+/// participant. Before, a reply's message id was predictable
+/// (`<saga>:<step>:<kind>:<attempt>:reply`): `cars` could publish it first
+/// on its own subject and the broker dropped hotels' real reply.
+#[tokio::test]
+async fn a_reply_id_published_first_by_another_participant_cannot_suppress_the_real_reply() {
+    let broker = Broker::new();
+    let transport = broker.connect().await;
+    let mut inbound = Runner::start(&transport, Sink::default());
+    let id = saga_id(5);
+    let guessed = format!("{id}:reserve_hotel:action:1:reply");
+    transport.publish_raw_with_id(&broker.subjects().reply("cars"), &guessed, reply_bytes(&id.to_string())).await.expect("published");
+    transport.reply("hotels", &reply(id, 1), None).await.expect("published");
+
+    let forged = inbound.next().await;
+    forged.ack.ack();
+    let real = inbound.next().await;
+    match &real.message {
+        Inbound::Reply { saga_id, reply } => assert_eq!((*saga_id, reply.participant.as_str()), (id, "hotels")),
+        other => panic!("expected hotels' reply, got {other:?}"),
+    }
+    real.ack.ack();
     inbound.stop().await;
 }
 

@@ -8,6 +8,7 @@ mod definitions;
 mod faults;
 mod infra;
 mod jetstream;
+mod nats_access;
 mod ops;
 mod participant;
 mod production;

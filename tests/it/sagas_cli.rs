@@ -55,7 +55,7 @@ pub(crate) struct Out {
     pub(crate) stderr: String,
 }
 
-fn jetsaga() -> Command {
+pub(crate) fn jetsaga() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_jetsaga"));
     for var in ["JETSAGA_URL", "JETSAGA_OPS_TOKEN", "JETSAGA_OPS_TOKEN_FILE", "JETSAGA_CA_FILE", "JETSAGA_SUBJECT_PREFIX", "JETSAGA_LOG"] {
         command.env_remove(var);
@@ -248,7 +248,7 @@ async fn verbs_and_errors_exit_with_the_codes_of_the_spec() {
 }
 
 /// A `jetsaga sagas tail` child with its stdout lines on a channel.
-struct Tail {
+pub(crate) struct Tail {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
@@ -256,7 +256,14 @@ struct Tail {
 impl Tail {
     /// Starts it and waits until it says it follows (so it sees what comes next).
     async fn start(args: &[&str]) -> Tail {
-        let mut child = jetsaga().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("tail starts");
+        let mut command = jetsaga();
+        command.args(args);
+        Self::spawn(command).await
+    }
+
+    /// [`Self::start`] for a command made by the caller (more environment).
+    pub(crate) async fn spawn(mut command: Command) -> Tail {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("tail starts");
         let lines = read_lines(child.stdout.take().expect("stdout"));
         let mut stderr = read_lines(child.stderr.take().expect("stderr"));
         let first = tokio::time::timeout(WAIT, stderr.recv()).await.expect("tail says it follows");
@@ -264,7 +271,7 @@ impl Tail {
         Tail { child, lines }
     }
 
-    async fn line(&mut self) -> String {
+    pub(crate) async fn line(&mut self) -> String {
         tokio::time::timeout(WAIT, self.lines.recv()).await.expect("a line in time").expect("tail still runs")
     }
 }

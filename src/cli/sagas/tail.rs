@@ -13,7 +13,7 @@ use super::view;
 use crate::cli::{timeline, NatsArgs};
 use crate::saga::SagaId;
 use crate::transport::jetstream::{JetStreamConfig, JetStreamTransport};
-use crate::wire::{EventBody, Subjects};
+use crate::wire::EventBody;
 
 /// Tries to reach NATS before giving up (a tail is interactive: fail fast).
 const CONNECT_ATTEMPTS_MAX: u32 = 2;
@@ -45,13 +45,9 @@ pub(super) fn run(args: TailArgs, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn follow(args: TailArgs, filter: String, json: bool) -> anyhow::Result<()> {
-    let NatsArgs { nats_url, subject_prefix } = args.nats;
-    let config = JetStreamConfig {
-        url: nats_url.clone(),
-        prefix: Subjects::new(&subject_prefix),
-        connect_attempts_max: CONNECT_ATTEMPTS_MAX,
-        ..JetStreamConfig::default()
-    };
+    let subject_prefix = &args.nats.subject_prefix;
+    let config = JetStreamConfig { connect_attempts_max: CONNECT_ATTEMPTS_MAX, ..args.nats.jetstream()? };
+    let nats_url = config.connection.redacted_url();
     let transport = JetStreamTransport::attach(config).await.with_context(|| format!("cannot reach NATS at {nats_url}"))?;
     let mut events = transport
         .follow_events(&filter)

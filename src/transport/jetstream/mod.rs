@@ -9,23 +9,24 @@
 //! ([`inbound`]) and participants ([`participant`]); a message is acked
 //! only when its [`Ack`](super::Ack) fires.
 
+mod connect;
 mod consumer;
 mod follow;
 mod inbound;
 mod participant;
 mod streams;
 
+pub use connect::{NatsConnection, NATS_URL_DEFAULT};
 pub use follow::FOLLOW_QUEUE_MAX;
 pub use inbound::OrchestratorConsumers;
 pub use participant::reply_message_id;
 pub use streams::{ConsumerState, StoredMessage, StreamKind, StreamState};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, Context};
-use async_nats::{ConnectOptions, HeaderMap};
+use async_nats::HeaderMap;
 use bytes::Bytes;
 
 use super::{EventSink, Transport, TransportError};
@@ -46,10 +47,6 @@ pub const CONNECT_ATTEMPTS_MAX: u32 = 10;
 pub const PUBLISH_ATTEMPTS_MAX: u32 = 5;
 /// Most commands waiting for one participant task.
 pub const COMMAND_QUEUE_MAX: usize = 1_024;
-/// First pause after a failed connect attempt; it doubles up to [`CONNECT_DELAY_MAX`].
-const CONNECT_DELAY_FIRST: Duration = Duration::from_millis(250);
-/// Longest pause between two connect attempts.
-const CONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 /// Pause after the n-th failed publish of one message is n times this.
 const PUBLISH_RETRY_STEP: Duration = Duration::from_millis(100);
 /// Room left for headers (`Nats-Msg-Id`, `traceparent`) when a body is
@@ -74,26 +71,14 @@ pub const PUBLISH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// How to reach the broker and how to set up streams and consumers.
 #[derive(Debug, Clone)]
 pub struct JetStreamConfig {
-    /// `nats://host:port` (several separated by commas).
-    pub url: String,
+    /// Where the server is, how to authenticate, TLS.
+    pub connection: NatsConnection,
     /// The subject prefix; stream and consumer names derive from it.
     pub prefix: Subjects,
     /// Stream replicas (1 for a single server).
     pub replicas: usize,
     /// How long the broker remembers a `Nats-Msg-Id` to drop duplicates.
     pub duplicate_window: Duration,
-    /// A `.creds` file (JWT + nkey).
-    pub credentials_file: Option<PathBuf>,
-    /// An nkey seed (`SU…`).
-    pub nkey_seed: Option<String>,
-    /// CA certificate(s) to trust (PEM).
-    pub tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM), with `tls_key`.
-    pub tls_cert: Option<PathBuf>,
-    /// Client key (PEM), with `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-    /// Refuse a connection without TLS.
-    pub require_tls: bool,
     /// How long a delivered message may stay unacked before redelivery.
     pub ack_wait: Duration,
     /// How long a stream keeps a message (the broker drops older ones;
@@ -120,16 +105,10 @@ pub struct JetStreamConfig {
 impl Default for JetStreamConfig {
     fn default() -> Self {
         Self {
-            url: "nats://127.0.0.1:4222".to_owned(),
+            connection: NatsConnection::default(),
             prefix: Subjects::default(),
             replicas: 1,
             duplicate_window: DUPLICATE_WINDOW_DEFAULT,
-            credentials_file: None,
-            nkey_seed: None,
-            tls_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            require_tls: false,
             ack_wait: ACK_WAIT_DEFAULT,
             stream_max_age: STREAM_MAX_AGE_DEFAULT,
             stream_max_bytes: STREAM_MAX_BYTES_DEFAULT,
@@ -200,7 +179,10 @@ impl EventSink for JetStreamTransport {
 
 impl std::fmt::Debug for JetStreamTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JetStreamTransport").field("url", &self.config.url).field("prefix", &self.config.prefix.prefix()).finish()
+        f.debug_struct("JetStreamTransport")
+            .field("url", &self.config.connection.redacted_url())
+            .field("prefix", &self.config.prefix.prefix())
+            .finish()
     }
 }
 
@@ -219,7 +201,7 @@ impl JetStreamTransport {
     /// for read-only tools (`jetsaga sagas tail`), which must not change
     /// the replicas or windows a running orchestrator configured.
     pub async fn attach(config: JetStreamConfig) -> Result<Self, TransportError> {
-        let client = connect_with_retry(&config).await?;
+        let client = connect::connect_with_retry(&config.connection, config.connect_attempts_max).await?;
         let context = jetstream::ContextBuilder::new().timeout(config.publish_timeout).build(client);
         Ok(Self { context, config: Arc::new(config), acks: Arc::default() })
     }
@@ -277,6 +259,14 @@ impl JetStreamTransport {
     /// Publishes `payload` as is on `subject` (tests inject garbage with it).
     pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) -> Result<(), TransportError> {
         self.publish(StreamKind::Start, subject.to_owned(), HeaderMap::new(), payload).await
+    }
+
+    /// Publishes `payload` as is on `subject` with the `Nats-Msg-Id` of
+    /// one's choosing: what a hostile publisher can do (tests play one).
+    pub async fn publish_raw_with_id(&self, subject: &str, message_id: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", message_id);
+        self.publish(StreamKind::Start, subject.to_owned(), headers, payload).await
     }
 
     /// Publishes to `kind`'s stream and awaits the broker's ack, retrying
@@ -357,47 +347,4 @@ impl Transport for JetStreamTransport {
 /// carries the same span and every attempt its own.
 fn span_id(message_id: &str) -> u64 {
     message_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
-}
-
-async fn connect_options(config: &JetStreamConfig) -> Result<ConnectOptions, TransportError> {
-    let mut options = ConnectOptions::new().name("jetsaga").require_tls(config.require_tls);
-    if let Some(path) = &config.credentials_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|e| TransportError::Connect(format!("credentials file {}: {e}", path.display())))?;
-    }
-    if let Some(seed) = &config.nkey_seed {
-        options = options.nkey(seed.clone());
-    }
-    if let Some(ca) = &config.tls_ca {
-        options = options.add_root_certificates(ca.clone());
-    }
-    match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => options = options.add_client_certificate(cert.clone(), key.clone()),
-        (None, None) => {}
-        _ => return Err(TransportError::Connect("tls_cert and tls_key go together".to_owned())),
-    }
-    Ok(options)
-}
-
-/// Connects, retrying with a doubling pause (at most [`CONNECT_DELAY_MAX`]).
-async fn connect_with_retry(config: &JetStreamConfig) -> Result<async_nats::Client, TransportError> {
-    let attempts_max = config.connect_attempts_max.max(1);
-    let mut delay = CONNECT_DELAY_FIRST;
-    let mut last_error = String::new();
-    for attempt in 1..=attempts_max {
-        match connect_options(config).await?.connect(config.url.as_str()).await {
-            Ok(client) => return Ok(client),
-            Err(error) => {
-                tracing::warn!(url = %config.url, attempt, attempts_max, %error, "cannot reach NATS");
-                last_error = error.to_string();
-            }
-        }
-        if attempt < attempts_max {
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(CONNECT_DELAY_MAX);
-        }
-    }
-    Err(TransportError::Connect(format!("{}: {last_error} (after {attempts_max} attempts)", config.url)))
 }

@@ -1,7 +1,8 @@
 //! The participant's side: commands from a durable pull consumer per
 //! participant (`<prefix>_participant_<participant>`, filter
-//! `<prefix>.cmd.<participant>.>`), replies published with a message id
-//! per answered attempt so a re-published reply is dropped by the broker.
+//! `<prefix>.cmd.<participant>.>`); replies published with a message id
+//! of their own, unguessable, so the broker drops the copies of one
+//! publish's retries and nothing else (see [`reply_message_id`]).
 
 use async_nats::jetstream::AckKind;
 use async_nats::HeaderMap;
@@ -20,9 +21,17 @@ impl JetStreamTransport {
     }
 }
 
-/// `Nats-Msg-Id` of a reply: `<saga_id>:<step>:<kind>:<attempt>:reply`.
+/// A fresh `Nats-Msg-Id` for one publish of a reply:
+/// `<saga_id>:<step>:<kind>:<attempt>:reply:<random>`, 122 random bits.
+///
+/// The replies stream has one de-duplication window for every
+/// participant, so a predictable id would let a participant publish it
+/// first on its own subject and have the broker drop another's real
+/// reply. The retries of one publish share the id (the broker keeps one
+/// copy); a reply answered twice is two messages, and the engine ignores
+/// the second by the saga's state, not by the broker.
 pub fn reply_message_id(reply: &ReplyBody) -> String {
-    format!("{}:{}:{}:{}:reply", reply.saga_id, reply.step, reply.kind, reply.attempt)
+    format!("{}:{}:{}:{}:reply:{}", reply.saga_id, reply.step, reply.kind, reply.attempt, uuid::Uuid::new_v4().simple())
 }
 
 impl ParticipantTransport for JetStreamTransport {
