@@ -28,13 +28,15 @@ fn bad(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "malformed query", detail)
 }
 
-fn instant(name: &str, text: &str) -> Result<i64, ApiError> {
+/// An RFC 3339 instant of the query, in ms since the epoch.
+pub(crate) fn instant(name: &str, text: &str) -> Result<i64, ApiError> {
     let at = humantime::parse_rfc3339_weak(text).map_err(|e| bad(format!("{name}: {text:?} is not an RFC 3339 time: {e}")))?;
     let ms = at.duration_since(UNIX_EPOCH).map_err(|_| bad(format!("{name}: {text:?} is before 1970")))?.as_millis();
     i64::try_from(ms).map_err(|_| bad(format!("{name}: {text:?} is too far away")))
 }
 
-fn filter(query: &ListQuery, now_ms: i64) -> Result<ListFilter, ApiError> {
+/// The store's filter for a list query (what `GET /sagas` reads), at `now_ms`.
+pub(crate) fn filter(query: &ListQuery, now_ms: i64) -> Result<ListFilter, ApiError> {
     let mut filter = ListFilter { saga_type: query.saga_type.clone(), ..ListFilter::default() };
     if let Some(statuses) = &query.status {
         for name in statuses.split(',').filter(|s| !s.is_empty()) {

@@ -12,10 +12,10 @@
 
 pub mod access;
 pub mod api;
-mod list;
+pub(crate) mod list;
 mod metrics;
 mod operate;
-mod sagas;
+pub(crate) mod sagas;
 pub mod server;
 mod ui;
 

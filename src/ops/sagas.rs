@@ -36,7 +36,7 @@ async fn start<S: EventStore>(
     Ok((status, Json(SagaStatusBody { saga_id: started.saga_id, status: started.status })))
 }
 
-pub(super) fn parse_id(text: &str) -> Result<SagaId, ApiError> {
+pub(crate) fn parse_id(text: &str) -> Result<SagaId, ApiError> {
     SagaId::parse(text).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed saga id", e.to_string()))
 }
 
