@@ -19,7 +19,7 @@ use proptest::test_runner::Config;
 use serde_json::{json, Map, Value};
 
 use crate::definition::{self, Catalog};
-use crate::saga::{self, Recorded, SagaId, Status};
+use crate::saga::{self, Recorded, SagaId};
 use crate::wire::{self, Subjects};
 
 /// Cases per target when `JETSAGA_FUZZ_CASES` is not set (CI).
