@@ -16,3 +16,4 @@ mod simulation;
 mod store_contract;
 mod support;
 mod tidy;
+mod torture;
