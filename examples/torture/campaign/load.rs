@@ -29,7 +29,7 @@ const OVERSIZE_BYTES: usize = 1_100_000;
 const NEAR_LIMIT_BYTES: usize = 1_000_000;
 
 /// How a start was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// JetStream, naming its `saga_id` (and `Nats-Msg-Id`).
     NatsWithId,

@@ -28,11 +28,6 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        unit(self.next_u64()) < p
-    }
-
     /// A duration in `lo..=hi`.
     pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
         let span = hi.saturating_sub(lo).as_millis() as u64;

@@ -254,6 +254,7 @@ impl Serve {
             .args(["--listen", &format!("127.0.0.1:{}", self.port), "--ack-wait", &ack_wait])
             .env("NATS_URL", &setup.nats_url)
             .env("DATABASE_URL", &setup.database_url)
+            .env("JETSAGA_SUBJECT_PREFIX", "saga")
             .env("JETSAGA_OPS_TOKEN", "torture")
             .env("JETSAGA_LOG", "warn")
             .env_remove("FAILPOINTS")
