@@ -323,7 +323,7 @@ fn check_saga(definition: &Definition, seed: u64, id: &str, log: &Log, received:
         ("saga_stuck", "saga_compensated") => text(&event, "/data/kind") == "compensation",
         (e, p) => e == p,
     };
-    verdict.flag("outcome violations", u64::from(!fits), || format!("{id}: ended {stuck_on_or(&ended, &stuck_on)}, SPEC §2 predicts {predicted}"));
+    verdict.flag("outcome violations", u64::from(!fits), || format!("{id}: ended {}, SPEC §2 predicts {predicted}", stuck_on_or(&ended, &stuck_on)));
     if ended == "saga_stuck" {
         let (step, kind) = (text(&event, "/data/step"), text(&event, "/data/kind"));
         let sent = definition.index(step).map_or(0, |i| if kind == "compensation" { compensations[i].sent } else { actions[i].sent });

@@ -17,9 +17,9 @@ const DOWN_MAX: Duration = Duration::from_millis(1500);
 /// A pause lasts the ack wait plus up to this much.
 const PAUSE_EXTRA_MAX: Duration = Duration::from_secs(3);
 /// The armed crash point fires after up to this many hits (engine points).
-const ENGINE_HITS_MAX: u64 = 40;
+const ENGINE_HITS_MAX: u64 = 12;
 /// The same for the relay's points (hit once per relay batch).
-const RELAY_HITS_MAX: u64 = 8;
+const RELAY_HITS_MAX: u64 = 4;
 
 /// One kind of fault in the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,8 +188,9 @@ impl Lab {
         match fault {
             Fault::ArmCrashPoint => {
                 let point = self.next_point(rng);
-                let hits = if point.starts_with("relay") { rng.below(RELAY_HITS_MAX) } else if point == "recovery-mid" { rng.below(3) } else { rng.below(ENGINE_HITS_MAX) };
-                let failpoints = format!("{point}={hits}*off->return");
+                // Recovery meets its point once per page: arm it at the first hit.
+                let hits = if point.starts_with("relay") { rng.below(RELAY_HITS_MAX) } else if point == "recovery-mid" { 0 } else { rng.below(ENGINE_HITS_MAX) };
+                let failpoints = if hits == 0 { format!("{point}=return") } else { format!("{point}={hits}*off->return") };
                 let mut slots = self.slots.lock().expect("slots");
                 let slot = &mut slots[which];
                 if slot.serve.kill() {

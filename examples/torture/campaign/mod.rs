@@ -43,6 +43,8 @@ const READY_WAIT: Duration = Duration::from_secs(60);
 const QUIET_POLL: Duration = Duration::from_secs(1);
 /// Looks in a row that must see nothing left to do.
 const QUIET_STABLE: u32 = 3;
+/// How often the campaign says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// One fetch of the checker's read of `SAGA_EVENTS`.
 const FETCH_BATCH: usize = 2_000;
 /// How long one fetch waits for messages.
@@ -194,9 +196,21 @@ pub async fn run(config: Config) -> Result<Report, String> {
     let load = Load { jetstream: jetstream.clone(), saga_type: definition.name.clone(), ports: lab.ports(), starts: Starts::default(), seed: config.seed };
     let starting = tokio::spawn(start_all(load.clone(), config.clone()));
     let faulting = tokio::spawn(fault_all(Arc::clone(&lab), load.clone(), config.clone()));
+    let progress = tokio::spawn({
+        let (lab, starts, ledger) = (Arc::clone(&lab), load.starts.clone(), ledger.clone());
+        async move {
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                let faults: u64 = lab.counts.lock().expect("counts").iter().filter(|(k, _)| !k.starts_with(' ')).map(|(_, n)| n).sum();
+                eprintln!("[{:>4.0?}] starts {}, faults {faults}, commands received {}", began.elapsed(), starts.all().len(), ledger.entries().len());
+            }
+        }
+    });
     let start_result = starting.await.map_err(|e| e.to_string());
     let fault_result = faulting.await.map_err(|e| e.to_string()).and_then(|r| r);
 
+    progress.abort();
+    eprintln!("[{:>4.0?}] faults over; quiet period", began.elapsed());
     // The quiet period: no more faults; every serve unarmed and running.
     let disarmed = lab.disarm();
     let quiet = quiet(&lab, &jetstream, config.quiet_max).await;
