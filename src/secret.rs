@@ -20,8 +20,8 @@ impl Secret {
     /// Reads a secret from a file (a token file, an nkey seed file), without
     /// its trailing line break; the error names the file, never its content.
     pub fn from_file(path: &Path) -> std::io::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
         Ok(Self(text.trim_end_matches(['\r', '\n']).to_owned()))
     }
 

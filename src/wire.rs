@@ -316,15 +316,8 @@ pub fn parse_reply(participant: &str, bytes: &[u8]) -> Result<(SagaId, Reply), P
     let step = StepName::parse(&body.step).map_err(|e| poison(format!("the reply's step: {e}")))?;
     check_nul("the reply", &serde_json::json!([body.output, body.error]))?;
     check_depth("the reply's output", body.output.as_ref())?;
-    let reply = Reply {
-        participant,
-        step,
-        kind: body.kind,
-        attempt: body.attempt,
-        status: body.status,
-        output: body.output,
-        error: body.error,
-    };
+    let reply =
+        Reply { participant, step, kind: body.kind, attempt: body.attempt, status: body.status, output: body.output, error: body.error };
     Ok((saga_id, reply))
 }
 

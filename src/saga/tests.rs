@@ -338,7 +338,9 @@ fn a_duplicate_reply_is_ignored_and_recorded() {
     let rejection = g.when(input.clone()).unwrap_err();
     assert_eq!(rejection, Rejection::NotAwaited { got: "flight:action".into(), awaited: "hotel:action".into() });
     let state = g.state().unwrap();
-    assert!(matches!(ignored(&state, &input, &rejection), Some(SagaEvent::InputIgnored { reason, .. }) if reason.contains("awaits hotel:action")));
+    assert!(
+        matches!(ignored(&state, &input, &rejection), Some(SagaEvent::InputIgnored { reason, .. }) if reason.contains("awaits hotel:action"))
+    );
 }
 
 #[test]

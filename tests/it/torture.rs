@@ -19,7 +19,12 @@ const SEED: u64 = 20_260_801;
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs `--features failpoints` (scripts/test builds with it)")]
 async fn the_short_fault_campaign_loses_nothing_and_doubles_nothing() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let config = campaign::Config::short(SEED, PathBuf::from(env!("CARGO_BIN_EXE_jetsaga")), manifest.join("examples/torture/sagas"), jetsaga::failpoints::CRASH_POINTS);
+    let config = campaign::Config::short(
+        SEED,
+        PathBuf::from(env!("CARGO_BIN_EXE_jetsaga")),
+        manifest.join("examples/torture/sagas"),
+        jetsaga::failpoints::CRASH_POINTS,
+    );
     println!("fault campaign: seed {SEED}");
     let report = campaign::run(config).await.unwrap_or_else(|e| panic!("the campaign could not run (seed {SEED}): {e}"));
     println!("{}", report.summary());
@@ -43,7 +48,8 @@ mod the_checker {
     const ID: &str = "0190b000-0000-7000-8000-000000000001";
 
     fn definition() -> Definition {
-        Definition::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/torture/sagas/torture.toml")).expect("the campaign's definition")
+        Definition::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/torture/sagas/torture.toml"))
+            .expect("the campaign's definition")
     }
 
     fn event(id: &str, seq: u64, kind: &str, data: Value) -> Value {
@@ -77,7 +83,9 @@ mod the_checker {
         stream.push(event(id, stream.len() as u64 + 1, "saga_completed", json!({})));
         let n = stream.len() as u64;
         // A seed under which no participant refuses this start's steps.
-        let seed = (1..).find(|&s| (0..definition.steps.len()).all(|i| behaviour(s, &definition, "m1", i, "action") != Behaviour::Failed)).expect("a seed");
+        let seed = (1..)
+            .find(|&s| (0..definition.steps.len()).all(|i| behaviour(s, &definition, "m1", i, "action") != Behaviour::Failed))
+            .expect("a seed");
         Evidence {
             definition: Some(definition),
             seed,

@@ -187,7 +187,9 @@ fn check_starts(starts: &[Start], by_marker: &HashMap<String, Vec<String>>, verd
             }
             Expect::AtMostOne => {
                 *verdict.notes.entry("starts not acknowledged to their client").or_insert(0) += 1;
-                verdict.flag("duplicate sagas", n.saturating_sub(1), || format!("{} ({:?}, not acknowledged) made {sagas:?}", start.marker, start.via));
+                verdict.flag("duplicate sagas", n.saturating_sub(1), || {
+                    format!("{} ({:?}, not acknowledged) made {sagas:?}", start.marker, start.via)
+                });
             }
             Expect::None => {
                 let what = start.hostile.unwrap_or("hostile");
@@ -209,7 +211,9 @@ fn check_events_against_db(logs: &BTreeMap<String, Log>, evidence: &Evidence, ve
     for (id, (count, max_seq)) in &evidence.db_events {
         let in_stream = logs.get(id).map_or(0, |l| l.events.len() as u64);
         let missing = count.saturating_sub(in_stream);
-        verdict.flag("missing events", missing, || format!("{id}: the database has {count} events (up to seq {max_seq}), SAGA_EVENTS {in_stream}"));
+        verdict.flag("missing events", missing, || {
+            format!("{id}: the database has {count} events (up to seq {max_seq}), SAGA_EVENTS {in_stream}")
+        });
         verdict.flag("missing events", u64::from(max_seq != count), || format!("{id}: the database's seqs have gaps"));
     }
 }
@@ -227,7 +231,15 @@ fn text<'a>(event: &'a Value, pointer: &str) -> &'a str {
     event.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn check_saga(definition: &Definition, seed: u64, id: &str, log: &Log, received: &[Received], db_status: Option<&String>, verdict: &mut Verdict) {
+fn check_saga(
+    definition: &Definition,
+    seed: u64,
+    id: &str,
+    log: &Log,
+    received: &[Received],
+    db_status: Option<&String>,
+    verdict: &mut Verdict,
+) {
     let n = definition.steps.len();
     let pivot = definition.pivot();
     let mut actions = vec![Track::default(); n];
@@ -249,8 +261,12 @@ fn check_saga(definition: &Definition, seed: u64, id: &str, log: &Log, received:
                 let attempt = event.pointer("/data/attempt").and_then(Value::as_u64).unwrap_or(0);
                 if kind == "action" {
                     let ready = actions[..i].iter().all(|t| t.succeeded);
-                    verdict.flag("order violations", u64::from(!ready), || format!("{id}: action {} sent before the steps before it succeeded", definition.steps[i].name));
-                    verdict.flag("order violations", u64::from(compensating), || format!("{id}: action {} sent after compensation began", definition.steps[i].name));
+                    verdict.flag("order violations", u64::from(!ready), || {
+                        format!("{id}: action {} sent before the steps before it succeeded", definition.steps[i].name)
+                    });
+                    verdict.flag("order violations", u64::from(compensating), || {
+                        format!("{id}: action {} sent after compensation began", definition.steps[i].name)
+                    });
                     actions[i].sent += 1;
                     actions[i].attempts_sent.insert(attempt);
                     if !compensating {
@@ -258,13 +274,26 @@ fn check_saga(definition: &Definition, seed: u64, id: &str, log: &Log, received:
                     }
                 } else {
                     let needed = actions[i].sent > 0 && !actions[i].failed && definition.steps[i].compensation.is_some();
-                    verdict.flag("order violations", u64::from(!compensating), || format!("{id}: compensation of {} before compensation began", definition.steps[i].name));
-                    verdict.flag("order violations", u64::from(!needed), || format!("{id}: compensation of {}, whose action failed or never ran", definition.steps[i].name));
+                    verdict.flag("order violations", u64::from(!compensating), || {
+                        format!("{id}: compensation of {} before compensation began", definition.steps[i].name)
+                    });
+                    verdict.flag("order violations", u64::from(!needed), || {
+                        format!("{id}: compensation of {}, whose action failed or never ran", definition.steps[i].name)
+                    });
                     // Reverse order: every later step that needed undoing is undone.
-                    let later_open = (i + 1..n).any(|k| actions[k].sent > 0 && !actions[k].failed && definition.steps[k].compensation.is_some() && !compensations[k].succeeded);
-                    verdict.flag("order violations", u64::from(later_open), || format!("{id}: compensation of {} before a later step was undone", definition.steps[i].name));
+                    let later_open = (i + 1..n).any(|k| {
+                        actions[k].sent > 0
+                            && !actions[k].failed
+                            && definition.steps[k].compensation.is_some()
+                            && !compensations[k].succeeded
+                    });
+                    verdict.flag("order violations", u64::from(later_open), || {
+                        format!("{id}: compensation of {} before a later step was undone", definition.steps[i].name)
+                    });
                     if let Some(last) = last_compensated {
-                        verdict.flag("order violations", u64::from(i >= last), || format!("{id}: compensation of {} after that of step {last}", definition.steps[i].name));
+                        verdict.flag("order violations", u64::from(i >= last), || {
+                            format!("{id}: compensation of {} after that of step {last}", definition.steps[i].name)
+                        });
                     }
                     compensations[i].sent += 1;
                     compensations[i].attempts_sent.insert(attempt);
@@ -323,16 +352,22 @@ fn check_saga(definition: &Definition, seed: u64, id: &str, log: &Log, received:
         ("saga_stuck", "saga_compensated") => text(&event, "/data/kind") == "compensation",
         (e, p) => e == p,
     };
-    verdict.flag("outcome violations", u64::from(!fits), || format!("{id}: ended {}, SPEC §2 predicts {predicted}", stuck_on_or(&ended, &stuck_on)));
+    verdict.flag("outcome violations", u64::from(!fits), || {
+        format!("{id}: ended {}, SPEC §2 predicts {predicted}", stuck_on_or(&ended, &stuck_on))
+    });
     if ended == "saga_stuck" {
         let (step, kind) = (text(&event, "/data/step"), text(&event, "/data/kind"));
         let sent = definition.index(step).map_or(0, |i| if kind == "compensation" { compensations[i].sent } else { actions[i].sent });
-        verdict.flag("outcome violations", u64::from(sent < budget), || format!("{id}: stuck on {step} {kind} after {sent} of {budget} attempts"));
+        verdict.flag("outcome violations", u64::from(sent < budget), || {
+            format!("{id}: stuck on {step} {kind} after {sent} of {budget} attempts")
+        });
     }
     if ended == "saga_compensated" {
         for (i, step) in definition.steps.iter().enumerate() {
             let needed = actions[i].sent > 0 && !actions[i].failed && step.compensation.is_some();
-            verdict.flag("outcome violations", u64::from(needed && !compensations[i].succeeded), || format!("{id}: compensated without undoing {}", step.name));
+            verdict.flag("outcome violations", u64::from(needed && !compensations[i].succeeded), || {
+                format!("{id}: compensated without undoing {}", step.name)
+            });
         }
     }
     match db_status.map(String::as_str) {
@@ -350,25 +385,42 @@ fn check_saga(definition: &Definition, seed: u64, id: &str, log: &Log, received:
             format!("{id}: participant got {} {} attempt {} that no command_sent event decided", r.step, r.kind, r.attempt)
         });
         if r.kind == "action" && compensating && !sent_before_compensation.contains(&(i, r.attempt)) {
-            verdict.flag("order violations", 1, || format!("{id}: participant got action {} attempt {} decided after compensation began", r.step, r.attempt));
+            verdict.flag("order violations", 1, || {
+                format!("{id}: participant got action {} attempt {} decided after compensation began", r.step, r.attempt)
+            });
         }
     }
     let applied = |step: &str, kind: &str| received.iter().any(|r| r.step == step && r.kind == kind && r.applied);
-    let replied = |step: &str, kind: &str, status: &str| received.iter().any(|r| r.step == step && r.kind == kind && r.reply == Some(status));
+    let replied =
+        |step: &str, kind: &str, status: &str| received.iter().any(|r| r.step == step && r.kind == kind && r.reply == Some(status));
     for (i, step) in definition.steps.iter().enumerate() {
-        verdict.flag("outcome violations", u64::from(actions[i].succeeded && !replied(&step.name, "action", "ok")), || format!("{id}: {} succeeded without an ok reply", step.name));
-        verdict.flag("outcome violations", u64::from(actions[i].failed && !replied(&step.name, "action", "failed")), || format!("{id}: {} failed without a failed reply", step.name));
-        verdict.flag("outcome violations", u64::from(compensations[i].succeeded && !replied(&step.name, "compensation", "ok")), || format!("{id}: {} undone without an ok reply", step.name));
+        verdict.flag("outcome violations", u64::from(actions[i].succeeded && !replied(&step.name, "action", "ok")), || {
+            format!("{id}: {} succeeded without an ok reply", step.name)
+        });
+        verdict.flag("outcome violations", u64::from(actions[i].failed && !replied(&step.name, "action", "failed")), || {
+            format!("{id}: {} failed without a failed reply", step.name)
+        });
+        verdict.flag("outcome violations", u64::from(compensations[i].succeeded && !replied(&step.name, "compensation", "ok")), || {
+            format!("{id}: {} undone without an ok reply", step.name)
+        });
         let refused = i <= pivot && actions[i].sent > 0 && behaviour(seed, definition, &marker, i, "action") == Behaviour::Failed;
-        verdict.flag("outcome violations", u64::from(refused && ended == "saga_completed"), || format!("{id}: completed though {} refused every attempt", step.name));
+        verdict.flag("outcome violations", u64::from(refused && ended == "saga_completed"), || {
+            format!("{id}: completed though {} refused every attempt", step.name)
+        });
         match ended.as_str() {
             "saga_completed" => {
-                verdict.flag("outcome violations", u64::from(!applied(&step.name, "action")), || format!("{id}: completed, but {} never took effect", step.name));
-                verdict.flag("outcome violations", u64::from(applied(&step.name, "compensation")), || format!("{id}: completed, but {} was undone", step.name));
+                verdict.flag("outcome violations", u64::from(!applied(&step.name, "action")), || {
+                    format!("{id}: completed, but {} never took effect", step.name)
+                });
+                verdict.flag("outcome violations", u64::from(applied(&step.name, "compensation")), || {
+                    format!("{id}: completed, but {} was undone", step.name)
+                });
             }
             "saga_compensated" => {
                 let left = applied(&step.name, "action") && step.compensation.is_some() && !applied(&step.name, "compensation");
-                verdict.flag("outcome violations", u64::from(left), || format!("{id}: compensated, but the effect of {} was never undone", step.name));
+                verdict.flag("outcome violations", u64::from(left), || {
+                    format!("{id}: compensated, but the effect of {} was never undone", step.name)
+                });
             }
             _ => {}
         }

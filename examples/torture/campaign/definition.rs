@@ -58,11 +58,8 @@ impl Definition {
                 _ => {}
             }
         }
-        let definition = Definition {
-            name: name.ok_or("no name")?,
-            steps,
-            max_attempts: max_attempts.ok_or("no max_attempts in [defaults]")?,
-        };
+        let definition =
+            Definition { name: name.ok_or("no name")?, steps, max_attempts: max_attempts.ok_or("no max_attempts in [defaults]")? };
         if definition.steps.is_empty() || definition.steps.iter().any(|s| s.name.is_empty() || s.participant.is_empty()) {
             return Err(format!("{}: every step needs a name and a participant", path.display()));
         }

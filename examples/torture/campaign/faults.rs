@@ -87,7 +87,13 @@ pub struct Lab {
 
 impl Lab {
     /// Launches `serves` processes and returns the lab.
-    pub fn new(nats: Nats, postgres: Postgres, setup: ServeSetup, serves: usize, crash_points: &[&'static str]) -> Result<Arc<Self>, String> {
+    pub fn new(
+        nats: Nats,
+        postgres: Postgres,
+        setup: ServeSetup,
+        serves: usize,
+        crash_points: &[&'static str],
+    ) -> Result<Arc<Self>, String> {
         let mut slots = Vec::new();
         for slot in 0..serves {
             let mut serve = Serve::new(slot, &setup.logs);
@@ -189,7 +195,13 @@ impl Lab {
             Fault::ArmCrashPoint => {
                 let point = self.next_point(rng);
                 // Recovery meets its point once per page: arm it at the first hit.
-                let hits = if point.starts_with("relay") { rng.below(RELAY_HITS_MAX) } else if point == "recovery-mid" { 0 } else { rng.below(ENGINE_HITS_MAX) };
+                let hits = if point.starts_with("relay") {
+                    rng.below(RELAY_HITS_MAX)
+                } else if point == "recovery-mid" {
+                    0
+                } else {
+                    rng.below(ENGINE_HITS_MAX)
+                };
                 let failpoints = if hits == 0 { format!("{point}=return") } else { format!("{point}={hits}*off->return") };
                 let mut slots = self.slots.lock().expect("slots");
                 let slot = &mut slots[which];

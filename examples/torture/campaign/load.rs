@@ -136,7 +136,8 @@ impl Load {
                         body["saga_id"] = json!(id);
                     }
                     let port = if id.is_some() { self.ports[rng.below(self.ports.len() as u64) as usize] } else { port };
-                    let answer = tokio::task::spawn_blocking(move || http::post(port, "/sagas", &body.to_string())).await.ok().and_then(Result::ok);
+                    let answer =
+                        tokio::task::spawn_blocking(move || http::post(port, "/sagas", &body.to_string())).await.ok().and_then(Result::ok);
                     match answer {
                         Some((200 | 201, text)) => {
                             saga_id = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["saga_id"].as_str().map(str::to_owned));
@@ -162,23 +163,59 @@ impl Load {
         let deep = format!("{}{}", "[".repeat(DEEP_NESTING), "]".repeat(DEEP_NESTING));
         let port = self.ports[rng.below(self.ports.len() as u64) as usize];
         let (name, expect, sent) = match rng.below(12) {
-            0 => ("nats: NUL in input", Expect::None, self.raw(&subject, format!(r#"{{"input":{{"marker":"{marker}","text":"a\u0000b"}}}}"#)).await),
-            1 => ("nats: nesting over 64", Expect::None, self.raw(&subject, format!(r#"{{"input":{{"marker":"{marker}","deep":{deep}}}}}"#)).await),
-            2 => ("nats: saga_id of a wrong type", Expect::None, self.raw(&subject, format!(r#"{{"saga_id":42,"input":{{"marker":"{marker}"}}}}"#)).await),
-            3 => ("nats: saga_id not a uuid", Expect::None, self.raw(&subject, format!(r#"{{"saga_id":"x-{marker}","input":{{"marker":"{marker}"}}}}"#)).await),
+            0 => (
+                "nats: NUL in input",
+                Expect::None,
+                self.raw(&subject, format!(r#"{{"input":{{"marker":"{marker}","text":"a\u0000b"}}}}"#)).await,
+            ),
+            1 => (
+                "nats: nesting over 64",
+                Expect::None,
+                self.raw(&subject, format!(r#"{{"input":{{"marker":"{marker}","deep":{deep}}}}}"#)).await,
+            ),
+            2 => (
+                "nats: saga_id of a wrong type",
+                Expect::None,
+                self.raw(&subject, format!(r#"{{"saga_id":42,"input":{{"marker":"{marker}"}}}}"#)).await,
+            ),
+            3 => (
+                "nats: saga_id not a uuid",
+                Expect::None,
+                self.raw(&subject, format!(r#"{{"saga_id":"x-{marker}","input":{{"marker":"{marker}"}}}}"#)).await,
+            ),
             4 => ("nats: near the size limit", Expect::AtMostOne, self.raw(&subject, big(&marker, NEAR_LIMIT_BYTES)).await),
             5 => ("nats: garbage start", Expect::None, self.raw(&subject, format!("{{not json {marker}")).await),
-            6 => ("http: NUL in input", Expect::None, post(port, format!(r#"{{"saga_type":"{}","input":{{"marker":"{marker}","text":"a\u0000b"}}}}"#, self.saga_type)).await),
-            7 => ("http: nesting over 64", Expect::None, post(port, format!(r#"{{"saga_type":"{}","input":{{"marker":"{marker}","deep":{deep}}}}}"#, self.saga_type)).await),
-            8 => ("http: saga_type of a wrong type", Expect::None, post(port, format!(r#"{{"saga_type":7,"input":{{"marker":"{marker}"}}}}"#)).await),
-            9 => ("http: oversize body", Expect::None, post(port, big(&marker, OVERSIZE_BYTES).replacen('{', &format!(r#"{{"saga_type":"{}","#, self.saga_type), 1)).await),
+            6 => (
+                "http: NUL in input",
+                Expect::None,
+                post(port, format!(r#"{{"saga_type":"{}","input":{{"marker":"{marker}","text":"a\u0000b"}}}}"#, self.saga_type)).await,
+            ),
+            7 => (
+                "http: nesting over 64",
+                Expect::None,
+                post(port, format!(r#"{{"saga_type":"{}","input":{{"marker":"{marker}","deep":{deep}}}}}"#, self.saga_type)).await,
+            ),
+            8 => (
+                "http: saga_type of a wrong type",
+                Expect::None,
+                post(port, format!(r#"{{"saga_type":7,"input":{{"marker":"{marker}"}}}}"#)).await,
+            ),
+            9 => (
+                "http: oversize body",
+                Expect::None,
+                post(port, big(&marker, OVERSIZE_BYTES).replacen('{', &format!(r#"{{"saga_type":"{}","#, self.saga_type), 1)).await,
+            ),
             10 => ("reply: garbage", Expect::None, self.raw("saga.reply.payments", format!("\u{0}{{garbage {marker}")).await),
             _ => {
                 // A reply from a participant that does not own the step, for a
                 // saga that exists: it must be ignored.
                 let id = known_saga.unwrap_or_else(|| uuid_v7(rng, now_ms()));
                 let body = json!({"saga_id": id, "step": "reserve_seat", "kind": "action", "attempt": 1, "status": "ok", "output": {"forged": true}});
-                ("reply: forged by a participant that does not own the step", Expect::None, self.raw("saga.reply.mailer", body.to_string()).await)
+                (
+                    "reply: forged by a participant that does not own the step",
+                    Expect::None,
+                    self.raw("saga.reply.mailer", body.to_string()).await,
+                )
             }
         };
         let _ = sent;

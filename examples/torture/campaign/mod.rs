@@ -152,7 +152,10 @@ pub async fn run(config: Config) -> Result<Report, String> {
     std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| e.to_string())?;
     let definition = Definition::load(&sagas_file(&config.sagas_dir)?)?;
     if !config.serve_bin.exists() {
-        return Err(format!("{} not found: build it with `cargo build --features failpoints` (or pass --serve-bin)", config.serve_bin.display()));
+        return Err(format!(
+            "{} not found: build it with `cargo build --features failpoints` (or pass --serve-bin)",
+            config.serve_bin.display()
+        ));
     }
     let (nats, postgres) = tokio::task::spawn_blocking({
         let root = root.clone();
@@ -187,13 +190,20 @@ pub async fn run(config: Config) -> Result<Report, String> {
     let jetstream = async_nats::jetstream::new(client);
 
     let ledger = Ledger::default();
-    let participants = Participants { jetstream: jetstream.clone(), definition: Arc::new(definition.clone()), seed: config.seed, ledger: ledger.clone() };
+    let participants =
+        Participants { jetstream: jetstream.clone(), definition: Arc::new(definition.clone()), seed: config.seed, ledger: ledger.clone() };
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = participants.spawn(stop_rx);
     let watching = Arc::new(AtomicBool::new(false));
     let watcher = lab.watch(Arc::clone(&watching));
 
-    let load = Load { jetstream: jetstream.clone(), saga_type: definition.name.clone(), ports: lab.ports(), starts: Starts::default(), seed: config.seed };
+    let load = Load {
+        jetstream: jetstream.clone(),
+        saga_type: definition.name.clone(),
+        ports: lab.ports(),
+        starts: Starts::default(),
+        seed: config.seed,
+    };
     let starting = tokio::spawn(start_all(load.clone(), config.clone()));
     let faulting = tokio::spawn(fault_all(Arc::clone(&lab), load.clone(), config.clone()));
     let progress = tokio::spawn({
@@ -202,7 +212,12 @@ pub async fn run(config: Config) -> Result<Report, String> {
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
                 let faults: u64 = lab.counts.lock().expect("counts").iter().filter(|(k, _)| !k.starts_with(' ')).map(|(_, n)| n).sum();
-                eprintln!("[{:>4.0?}] starts {}, faults {faults}, commands received {}", began.elapsed(), starts.all().len(), ledger.entries().len());
+                eprintln!(
+                    "[{:>4.0?}] starts {}, faults {faults}, commands received {}",
+                    began.elapsed(),
+                    starts.all().len(),
+                    ledger.entries().len()
+                );
             }
         }
     });
@@ -229,7 +244,11 @@ pub async fn run(config: Config) -> Result<Report, String> {
         worker.abort();
     }
     let mut notes: Vec<String> = lab.notes.lock().expect("notes").clone();
-    for problem in [start_result.err(), fault_result.err(), disarmed.err(), quiet.err(), stream.as_ref().err().cloned(), db.as_ref().err().cloned()].into_iter().flatten() {
+    for problem in
+        [start_result.err(), fault_result.err(), disarmed.err(), quiet.err(), stream.as_ref().err().cloned(), db.as_ref().err().cloned()]
+            .into_iter()
+            .flatten()
+    {
         notes.insert(0, problem);
     }
     let (db_events, db_status) = db.unwrap_or_default();

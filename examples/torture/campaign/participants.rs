@@ -56,13 +56,38 @@ pub fn behaviour(seed: u64, definition: &Definition, marker: &str, step: usize, 
     let roll = unit(hash(seed, &[marker, &definition.steps[step].name, kind]));
     let pivot = definition.pivot();
     let table: &[(f64, Behaviour)] = if kind == "compensation" {
-        &[(0.76, Behaviour::Ok), (0.06, Behaviour::Duplicate), (0.06, Behaviour::Late), (0.06, Behaviour::SilentOnce), (0.06, Behaviour::FailedOnce)]
+        &[
+            (0.76, Behaviour::Ok),
+            (0.06, Behaviour::Duplicate),
+            (0.06, Behaviour::Late),
+            (0.06, Behaviour::SilentOnce),
+            (0.06, Behaviour::FailedOnce),
+        ]
     } else if step < pivot {
-        &[(0.70, Behaviour::Ok), (0.06, Behaviour::Duplicate), (0.06, Behaviour::Late), (0.06, Behaviour::SilentOnce), (0.02, Behaviour::SilentAlways), (0.10, Behaviour::Failed)]
+        &[
+            (0.70, Behaviour::Ok),
+            (0.06, Behaviour::Duplicate),
+            (0.06, Behaviour::Late),
+            (0.06, Behaviour::SilentOnce),
+            (0.02, Behaviour::SilentAlways),
+            (0.10, Behaviour::Failed),
+        ]
     } else if step == pivot {
-        &[(0.74, Behaviour::Ok), (0.06, Behaviour::Duplicate), (0.06, Behaviour::Late), (0.06, Behaviour::SilentOnce), (0.08, Behaviour::Failed)]
+        &[
+            (0.74, Behaviour::Ok),
+            (0.06, Behaviour::Duplicate),
+            (0.06, Behaviour::Late),
+            (0.06, Behaviour::SilentOnce),
+            (0.08, Behaviour::Failed),
+        ]
     } else {
-        &[(0.76, Behaviour::Ok), (0.06, Behaviour::Duplicate), (0.06, Behaviour::Late), (0.06, Behaviour::SilentOnce), (0.06, Behaviour::FailedOnce)]
+        &[
+            (0.76, Behaviour::Ok),
+            (0.06, Behaviour::Duplicate),
+            (0.06, Behaviour::Late),
+            (0.06, Behaviour::SilentOnce),
+            (0.06, Behaviour::FailedOnce),
+        ]
     };
     let mut acc = 0.0;
     for (weight, b) in table {
@@ -214,7 +239,8 @@ impl Participants {
             Behaviour::FailedOnce if first => (Some("failed"), false, 1, None),
             Behaviour::FailedOnce => (Some("ok"), true, 1, None),
         };
-        let received = Received { saga_id: saga_id.clone(), marker, step: step.clone(), kind: kind.clone(), attempt, key, reply, applied: false };
+        let received =
+            Received { saga_id: saga_id.clone(), marker, step: step.clone(), kind: kind.clone(), attempt, key, reply, applied: false };
         self.ledger.record(received, ok);
         let Some(status) = reply else {
             let _ = message.ack().await;

@@ -176,7 +176,21 @@ impl Postgres {
     /// Runs `sql` in `database` with psql: unaligned rows, `|` between fields.
     pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
         let port = self.port.to_string();
-        run(Command::new(format!("{PG_BIN}/psql")).args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]))
+        run(Command::new(format!("{PG_BIN}/psql")).args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]))
     }
 }
 

@@ -17,7 +17,9 @@ const FORGET_POISON: &str = include_str!("forget_poison.sql");
 /// Deletes up to `limit` sagas finished before `before_ms`; how many went.
 pub(super) async fn forget_finished<DB: Dialect>(pool: &sqlx::Pool<DB>, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
     let mut conn = pool.acquire().await.map_err(failed::<DB>("reading finished sagas"))?;
-    let rows = DB::fetch(&mut conn, FINISHED_BEFORE, &[Int(before_ms), Int(i64::from(limit))]).await.map_err(failed::<DB>("reading finished sagas"))?;
+    let rows = DB::fetch(&mut conn, FINISHED_BEFORE, &[Int(before_ms), Int(i64::from(limit))])
+        .await
+        .map_err(failed::<DB>("reading finished sagas"))?;
     let ids: Vec<String> = rows.iter().map(|row| row.get("saga_id")).collect::<Result<_, _>>()?;
     let mut forgotten = 0;
     for saga_id in &ids {

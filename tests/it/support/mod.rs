@@ -201,7 +201,12 @@ impl AppOptions {
             false => Broker::InProcess,
         };
         let engine = EngineConfig { ack_wait: self.ack_wait, lease: self.lease, ..EngineConfig::default() };
-        OrchestratorConfig { broker, engine, ops_token: Some(TOKEN.to_owned()), retention: jetsaga::runtime::retention::Retention::default() }
+        OrchestratorConfig {
+            broker,
+            engine,
+            ops_token: Some(TOKEN.to_owned()),
+            retention: jetsaga::runtime::retention::Retention::default(),
+        }
     }
 }
 
