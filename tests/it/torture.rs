@@ -89,7 +89,7 @@ mod the_checker {
         Evidence {
             definition: Some(definition),
             seed,
-            starts: vec![Start { marker: "m1".into(), via: Via::NatsWithoutId, saga_id: None, expect: Expect::One, hostile: None }],
+            starts: vec![Start { marker: "m1".into(), via: Via::NatsDerived, saga_id: None, expect: Expect::One, hostile: None }],
             ledger,
             stream,
             db_events: BTreeMap::from([(id.to_owned(), (n, n))]),

@@ -263,10 +263,8 @@ impl Lab {
             if let Some((pid, _)) = slot.paused.take() {
                 signal(pid, "CONT");
             }
-            if slot.serve.armed.is_some() {
-                if slot.serve.kill() {
-                    self.count("SIGKILL serve: plain");
-                }
+            if slot.serve.armed.is_some() && slot.serve.kill() {
+                self.count("SIGKILL serve: plain");
             }
             if slot.serve.pid().is_none() {
                 slot.down_until = None;

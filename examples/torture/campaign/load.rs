@@ -32,13 +32,13 @@ const NEAR_LIMIT_BYTES: usize = 1_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// JetStream, naming its `saga_id` (and `Nats-Msg-Id`).
-    NatsWithId,
+    NatsNamed,
     /// JetStream, no `saga_id`: the orchestrator derives one.
-    NatsWithoutId,
+    NatsDerived,
     /// `POST /sagas`, naming its `saga_id`.
-    HttpWithId,
+    HttpNamed,
     /// `POST /sagas`, no `saga_id`.
-    HttpWithoutId,
+    HttpUnnamed,
 }
 
 /// What the checker expects of a start.
@@ -111,13 +111,13 @@ impl Load {
     pub async fn start(&self, n: u64, via: Via, rng: &mut Rng) {
         let marker = self.marker(n);
         let input = json!({"marker": marker, "n": n, "note": "a start of the fault campaign"});
-        let id = matches!(via, Via::NatsWithId | Via::HttpWithId).then(|| uuid_v7(rng, now_ms()));
+        let id = matches!(via, Via::NatsNamed | Via::HttpNamed).then(|| uuid_v7(rng, now_ms()));
         let port = self.ports[rng.below(self.ports.len() as u64) as usize];
         let until = Instant::now() + START_RETRY_FOR;
         let mut saga_id = id.clone();
         let acked = loop {
             let acked = match via {
-                Via::NatsWithId | Via::NatsWithoutId => {
+                Via::NatsNamed | Via::NatsDerived => {
                     let mut body = json!({"input": input});
                     let mut headers = HeaderMap::new();
                     if let Some(id) = &id {
@@ -130,7 +130,7 @@ impl Load {
                         Err(_) => false,
                     }
                 }
-                Via::HttpWithId | Via::HttpWithoutId => {
+                Via::HttpNamed | Via::HttpUnnamed => {
                     let mut body = json!({"saga_type": self.saga_type, "input": input});
                     if let Some(id) = &id {
                         body["saga_id"] = json!(id);
@@ -220,7 +220,7 @@ impl Load {
         };
         let _ = sent;
         if name.starts_with("nats: ") || name.starts_with("http: ") {
-            self.starts.push(Start { marker, via: Via::NatsWithoutId, saga_id: None, expect, hostile: Some(name) });
+            self.starts.push(Start { marker, via: Via::NatsDerived, saga_id: None, expect, hostile: Some(name) });
         }
         name
     }

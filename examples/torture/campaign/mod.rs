@@ -294,10 +294,10 @@ async fn start_all(load: Load, config: Config) {
     let mut tasks = Vec::new();
     for n in 0..config.sagas {
         let via = match rng.below(100) {
-            0..30 => Via::NatsWithId,
-            30..65 => Via::NatsWithoutId,
-            65..80 => Via::HttpWithId,
-            _ => Via::HttpWithoutId,
+            0..30 => Via::NatsNamed,
+            30..65 => Via::NatsDerived,
+            65..80 => Via::HttpNamed,
+            _ => Via::HttpUnnamed,
         };
         let mut start_rng = Rng::new(rng.next_u64());
         let load = load.clone();
