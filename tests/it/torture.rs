@@ -32,6 +32,23 @@ async fn the_short_fault_campaign_loses_nothing_and_doubles_nothing() {
     assert!(report.passed(), "the fault campaign found violations (seed {SEED}):\n{}", report.summary());
 }
 
+/// The campaign (and so its checker) judges jetsaga from the outside: no
+/// module of it names a jetsaga item (the crash points' names reach it
+/// through its caller).
+#[test]
+fn the_campaign_uses_none_of_jetsagas_code() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/torture/campaign");
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("examples/torture/campaign") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        if text.contains("jetsaga::") || text.contains("crate::") {
+            offenders.push(path.display().to_string());
+        }
+    }
+    assert!(offenders.is_empty(), "the campaign must not use jetsaga's code: {offenders:?}");
+}
+
 /// The checker can fail: a clean run passes, and each kind of damage done
 /// to it is found.
 mod the_checker {
