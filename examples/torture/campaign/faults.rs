@@ -14,6 +14,8 @@ use super::services::{signal, Ended, Nats, Postgres, Serve, ServeSetup};
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// Longest a killed `serve` stays down before it is launched again.
 const DOWN_MAX: Duration = Duration::from_millis(1500);
+/// A pause lasts the ack wait plus at least this much.
+const PAUSE_EXTRA_MIN: Duration = Duration::from_millis(500);
 /// A pause lasts the ack wait plus up to this much.
 const PAUSE_EXTRA_MAX: Duration = Duration::from_secs(3);
 /// The armed crash point fires after up to this many hits (engine points).
@@ -227,7 +229,7 @@ impl Lab {
                 let slot = &mut slots[which];
                 if let (Some(pid), None) = (slot.serve.pid(), slot.paused) {
                     signal(pid, "STOP");
-                    let length = self.setup.ack_wait + rng.between(Duration::from_millis(500), PAUSE_EXTRA_MAX);
+                    let length = self.setup.ack_wait + rng.between(PAUSE_EXTRA_MIN, PAUSE_EXTRA_MAX);
                     slot.paused = Some((pid, Instant::now() + length));
                     self.count("SIGSTOP/SIGCONT serve, longer than the ack wait");
                 }

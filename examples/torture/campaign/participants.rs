@@ -22,6 +22,8 @@ use super::rng::{hash, unit};
 pub const COMMANDS_STREAM: &str = "SAGA_COMMANDS";
 /// How long a participant's command may stay unacknowledged.
 const COMMAND_ACK_WAIT: Duration = Duration::from_secs(5);
+/// Commands a participant may hold unacknowledged at once.
+const COMMANDS_PENDING_MAX: i64 = 10_000;
 /// How long a late reply waits: longer than the step's timeout.
 pub const LATE_DELAY: Duration = Duration::from_millis(1500);
 /// Pause before opening a broken consumer again.
@@ -172,7 +174,7 @@ impl Participants {
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
             ack_wait: COMMAND_ACK_WAIT,
-            max_ack_pending: 10_000,
+            max_ack_pending: COMMANDS_PENDING_MAX,
             ..pull::Config::default()
         };
         let consumer: PullConsumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
