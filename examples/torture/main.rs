@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release --features failpoints
-//! cargo run --release --features failpoints --example torture -- --sagas 10000 --minutes 26 --faults 560 --seed 1
+//! cargo run --release --features failpoints --example torture -- --sagas 10300 --minutes 25 --faults 560 --seed 2
 //! ```
 //!
 //! Exits 0 when the checker finds nothing, 1 on any violation (the seed is
