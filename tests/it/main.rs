@@ -18,3 +18,4 @@ mod simulation;
 mod store_contract;
 mod support;
 mod tidy;
+mod torture;
