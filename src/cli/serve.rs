@@ -121,7 +121,13 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ServeArgs, ops: crate::ops::OpsConfig, catalog: crate::definition::Catalog) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("failed to listen on {}", args.listen))?;
-    let store = connect_store(&args.database_url).await?;
+    let store = tokio::select! {
+        store = connect_store(&args.database_url) => store?,
+        () = signal() => {
+            tracing::info!("stopped before the database was reached");
+            return Ok(());
+        }
+    };
     let retention = Retention { finished: args.retain_finished.0, poison: args.retain_poison.0 };
     let config = OrchestratorConfig { ops, retention, ..OrchestratorConfig::jetstream(args.jetstream()?) };
     let orchestrator = Orchestrator::build(&catalog, store, Some(listener), config).await?;
@@ -130,12 +136,14 @@ async fn serve(args: ServeArgs, ops: crate::ops::OpsConfig, catalog: crate::defi
     Ok(())
 }
 
-/// Connects to the database, retrying while it is not up yet.
+/// Connects to the database, retrying while it is not up yet; a URL that
+/// can never work (an unsupported scheme) fails at once.
 async fn connect_store(url: &str) -> anyhow::Result<store::AnyStore> {
     let mut attempt = 1;
     loop {
         match store::open_url(url).await {
             Ok(store) => return Ok(store),
+            Err(error @ store::StoreError::Invalid(_)) => return Err(error).context("failed to open the event store"),
             Err(error) if attempt < DATABASE_CONNECT_ATTEMPTS_MAX => {
                 tracing::warn!(%error, attempt, "database not reachable yet; retrying");
                 tokio::time::sleep(DATABASE_CONNECT_PAUSE).await;

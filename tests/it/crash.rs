@@ -273,3 +273,28 @@ async fn sigterm_flushes_the_acknowledgements_before_exit() {
     }
     world.finish().await;
 }
+
+/// A database URL that can never work fails at once (before: 30 tries,
+/// about 30 s, before the refusal).
+#[tokio::test]
+async fn serve_refuses_an_unsupported_database_scheme_at_once() {
+    let sagas = Path::new(env!("CARGO_MANIFEST_DIR")).join("sagas");
+    let env = [("DATABASE_URL", "mysql://user:pw@127.0.0.1/db".to_owned()), ("NATS_URL", infra::nats_url())];
+    let mut serve = Serve::start_with(&sagas, &[], &env);
+    let status = serve.exited_within(Duration::from_secs(10)).await.expect("serve gives up at once");
+    assert!(!status.success(), "{status}");
+}
+
+/// SIGTERM while the database is not up yet stops `serve` (exit 0); before,
+/// it went on retrying for about 30 s.
+#[tokio::test]
+async fn serve_stops_on_sigterm_while_waiting_for_the_database() {
+    let sagas = Path::new(env!("CARGO_MANIFEST_DIR")).join("sagas");
+    let nobody = format!("postgres://postgres@127.0.0.1:{}/test", infra::free_port());
+    let mut serve = Serve::start_with(&sagas, &[], &[("DATABASE_URL", nobody), ("NATS_URL", infra::nats_url())]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(serve.exited_within(Duration::from_millis(100)).await.is_none(), "serve waits for the database");
+    serve.sigterm();
+    let status = serve.exited_within(Duration::from_secs(5)).await.expect("SIGTERM stops the wait");
+    assert!(status.success(), "{status}");
+}

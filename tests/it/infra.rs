@@ -127,9 +127,14 @@ impl Serve {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, without waiting.
+    pub fn sigterm(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.sigterm();
         self.child.wait().expect("child exits")
     }
 
