@@ -147,30 +147,16 @@ async fn infrastructure(catalog: Catalog, args: DemoArgs) -> anyhow::Result<()> 
     println!(
         "jetsaga demo: trip_booking over NATS JetStream ({nats_url}, subjects {}.*), events in {}\n",
         args.subject_prefix,
-        redact(&database_url)
+        crate::secret::redact_url(&database_url)
     );
     run_with_participants(&catalog, orchestrator).await?;
     println!(
         "commands went over {}.cmd.>, replies over {}.reply.>; events are in {}",
         args.subject_prefix,
         args.subject_prefix,
-        redact(&database_url)
+        crate::secret::redact_url(&database_url)
     );
     Ok(())
-}
-
-/// The URL without its password, for printing.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 async fn start(handle: &EngineHandle, input: Value) -> anyhow::Result<SagaId> {
