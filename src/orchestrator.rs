@@ -6,7 +6,9 @@
 //! (changed content under a recorded version is refused) → the broker is
 //! connected and its streams created (JetStream) → the engine starts, its
 //! recovery first → the inbound consumers, the event relay and the ops API
-//! run. Readiness (`/readyz`) follows these steps.
+//! run. Readiness (`/readyz`) follows these steps; the ops API itself
+//! may serve `/healthz` and `/readyz` from before the first of them
+//! ([`Orchestrator::build_serving`], as `jetsaga serve` does).
 //!
 //! Shutdown is one signal to every part: the ops API stops taking
 //! requests, the consumers stop delivering, the engine finishes the batch
@@ -24,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::definition::Catalog;
-use crate::ops::{self, Ops, OpsConfig, Readiness};
+use crate::ops::{self, Ops, OpsConfig, OpsServer, Readiness};
 use crate::runtime::relay::{self, RelayStatus};
 use crate::runtime::retention::{self, Retention};
 use crate::runtime::{Clock, Definitions, Engine, EngineConfig, EngineError, EngineHandle, Metrics, INBOUND_QUEUE_MAX};
@@ -149,8 +151,30 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         config: OrchestratorConfig,
     ) -> Result<Self, OrchestratorError> {
         config.ops.access.validate().map_err(OrchestratorError::Access)?;
+        let server = match listener {
+            Some(listener) => {
+                Some(OpsServer::start(listener, &config.ops, Arc::new(Readiness::default())).map_err(OrchestratorError::Http)?)
+            }
+            None => None,
+        };
+        Self::build_serving(catalog, store, server, config).await
+    }
+
+    /// Like [`build`](Self::build), over an ops API that already serves
+    /// `/healthz` and `/readyz` (`jetsaga serve` starts it before it
+    /// reaches the database); its readiness follows the steps below, and
+    /// the whole API is handed to it once the orchestrator runs.
+    pub async fn build_serving(
+        catalog: &Catalog,
+        store: S,
+        server: Option<OpsServer>,
+        config: OrchestratorConfig,
+    ) -> Result<Self, OrchestratorError> {
+        config.ops.access.validate().map_err(OrchestratorError::Access)?;
         let clock = Clock::system();
-        let readiness = Arc::new(Readiness::default());
+        let readiness = server.as_ref().map_or_else(|| Arc::new(Readiness::default()), |server| server.readiness().clone());
+        // The store is connected and migrated: that is what `build` takes.
+        readiness.database.store(true, Ordering::SeqCst);
         readiness.migrated.store(true, Ordering::SeqCst);
         let definitions = Arc::new(Definitions::new(catalog));
         definitions.record_in(&store).await.map_err(OrchestratorError::Definitions)?;
@@ -162,7 +186,7 @@ impl<S: EventStore + Clone> Orchestrator<S> {
                 AnyTransport::JetStream(Box::new(JetStreamTransport::connect((**js).clone()).await.map_err(OrchestratorError::Broker)?))
             }
         };
-        readiness.streams.store(true, Ordering::SeqCst);
+        readiness.nats.store(true, Ordering::SeqCst);
         let engine = Engine::new(store.clone(), transport.clone(), definitions.clone(), config.engine, clock);
         let (handle, metrics, poison) = (engine.handle(), engine.metrics(), engine.poison());
         let relay_status = Arc::new(RelayStatus::default());
@@ -178,14 +202,11 @@ impl<S: EventStore + Clone> Orchestrator<S> {
         }
         tasks.spawn("retention", retention::run(store.clone(), config.retention, clock, stopped(&stop)));
         readiness.consumers.store(true, Ordering::SeqCst);
-        let ops_addr = match listener {
-            Some(listener) => {
-                let addr = listener.local_addr().map_err(OrchestratorError::Http)?;
-                for warning in config.ops.access.warnings(addr) {
-                    tracing::warn!("{warning}");
-                }
-                let OpsConfig { access, http: limits, tls } = config.ops.clone();
-                let scheme = if tls.is_some() { "https" } else { "http" };
+        readiness.relay.store(true, Ordering::SeqCst);
+        let ops_addr = match server {
+            Some(server) => {
+                let addr = server.addr();
+                let OpsConfig { access, http: limits, .. } = config.ops.clone();
                 let ops = Ops {
                     engine: handle.clone(),
                     store: store.clone(),
@@ -197,13 +218,13 @@ impl<S: EventStore + Clone> Orchestrator<S> {
                     limits,
                     clock,
                 };
-                let http = ops::serve(listener, ops::router(ops), limits, tls, stopped(&stop));
+                server.serve_api(ops::router(ops));
+                let shutdown = stopped(&stop);
                 tasks.spawn("ops API", async move {
-                    if let Err(error) = http.await {
+                    if let Err(error) = server.run_until(shutdown).await {
                         tracing::error!(%error, "the ops API failed");
                     }
                 });
-                tracing::info!(listen = %addr, %scheme, mode = ?access.mode, "ops API listening");
                 Some(addr)
             }
             None => None,

@@ -1,15 +1,20 @@
-//! The `jetsaga` command line: `serve`, `check`, `demo`, `participants`,
-//! `sagas`.
+//! The `jetsaga` command line: `serve`, `migrate`, `check`, `demo`,
+//! `participants`, `sagas`, `poison`, `completions`.
 //!
 //! The only place that uses `anyhow`: each subcommand returns
 //! `anyhow::Result<ExitCode>` and [`run`] prints the error chain.
 
 mod check;
+mod config;
+mod database;
 mod demo;
+mod logging;
+mod migrate;
 mod ops_access;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod participants;
+mod poison;
 mod sagas;
 mod serve;
 pub mod terminal;
@@ -20,7 +25,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
+
+use self::logging::LogFormat;
 
 use crate::secret::Secret;
 use crate::transport::jetstream::{JetStreamConfig, NatsConnection, NATS_URL_DEFAULT};
@@ -33,9 +40,14 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "jetsaga", version, about, long_about = None)]
 struct Cli {
-    /// Log filter (tracing-subscriber's EnvFilter syntax), e.g. "info" or "jetsaga=debug".
-    #[arg(long, env = "JETSAGA_LOG", default_value = "warn", global = true)]
-    log: String,
+    /// Log filter (tracing-subscriber's EnvFilter syntax), e.g. "info" or
+    /// "warn,jetsaga=debug"; over RUST_LOG. Default: info for serve and
+    /// migrate, warn otherwise.
+    #[arg(long, env = "JETSAGA_LOG", global = true)]
+    log: Option<String>,
+    /// Log lines as text or as JSON objects (one per line), on stderr.
+    #[arg(long, env = "JETSAGA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     subcommand: Subcommand,
 }
@@ -106,12 +118,30 @@ enum Subcommand {
     /// The orchestrator: consumes starts and replies from NATS JetStream,
     /// keeps every saga's events in PostgreSQL (or SQLite), serves the ops API.
     Serve(Box<serve::ServeArgs>),
+    /// Apply the database migrations and exit (for `serve --no-migrate`,
+    /// whose role may not change the schema).
+    ///
+    /// Exit 0 once the schema is this binary's; 1 when the database cannot
+    /// be reached for good or its schema is newer than this binary.
+    Migrate(migrate::MigrateArgs),
+    /// Print a shell completion script: `jetsaga completions bash >
+    /// /etc/bash_completion.d/jetsaga`, or zsh, fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The operator's view through the ops API: list, show, retry,
     /// compensate, abort; and tail the events stream.
     ///
     /// Exit 0 on success, 1 on an API or connection error (the message
     /// names the URL), 2 on a usage error (e.g. a malformed saga id).
     Sagas(sagas::SagasArgs),
+    /// The messages `serve` could not use (poison), through the ops API:
+    /// list, show.
+    ///
+    /// Exit 0 on success, 1 on an API or connection error, 2 on a usage error.
+    Poison(poison::PoisonArgs),
 }
 
 /// Where the NATS server is and the subject prefix of the deployment:
@@ -221,10 +251,30 @@ impl NatsAccessArgs {
     }
 }
 
-/// Parses the command line and runs the subcommand.
+/// Parses the command line (with `--config`'s file, see [`config`]) and
+/// runs the subcommand.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    let _tracing = init_tracing(&cli.log, &cli.subcommand);
+    let mut cli = Cli::parse();
+    if let Some(file) = cli.subcommand.config_file() {
+        if let Err(error) = config::apply(&file, &Cli::command()) {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        cli = Cli::parse();
+    }
+    let default_filter = match cli.subcommand {
+        Subcommand::Serve(_) | Subcommand::Migrate(_) => "info",
+        _ => "warn",
+    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = match logging::filter(cli.log.as_deref(), rust_log.as_deref(), default_filter) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let _tracing = init_tracing(filter, cli.log_format, &cli.subcommand);
     let _crash_points = crate::failpoints::arm_from_env();
     let result = match cli.subcommand {
         Subcommand::Check { path, cases, seed } => check::run(&path, cases, seed),
@@ -235,13 +285,30 @@ pub fn run() -> ExitCode {
             participants::run(participants::Options { simulate, failure_rate, silence_rate, latency, seed, nats })
         }
         Subcommand::Serve(args) => serve::run(*args),
+        Subcommand::Migrate(args) => migrate::run(args),
+        Subcommand::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "jetsaga", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Subcommand::Sagas(args) => sagas::run(args),
+        Subcommand::Poison(args) => poison::run(args),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Subcommand {
+    /// The `--config` file of `serve` or `migrate`, if one is named.
+    fn config_file(&self) -> Option<PathBuf> {
+        match self {
+            Subcommand::Serve(args) => args.config.clone(),
+            Subcommand::Migrate(args) => args.config.clone(),
+            _ => None,
         }
     }
 }
@@ -253,22 +320,21 @@ struct TracingGuard {
     _otlp: Option<otlp::Guard>,
 }
 
-/// Logs on stderr; with the `otlp` feature and `serve --otlp-endpoint`,
-/// spans are exported over OTLP too.
-fn init_tracing(filter: &str, subcommand: &Subcommand) -> TracingGuard {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+/// Logs on stderr ([`logging`]); with the `otlp` feature and `serve
+/// --otlp-endpoint`, spans are exported over OTLP too.
+fn init_tracing(filter: tracing_subscriber::EnvFilter, format: LogFormat, subcommand: &Subcommand) -> TracingGuard {
     #[cfg(feature = "otlp")]
     {
         let endpoint = match subcommand {
             Subcommand::Serve(args) => args.otlp_endpoint.as_deref(),
             _ => None,
         };
-        TracingGuard { _otlp: otlp::init(filter, endpoint) }
+        TracingGuard { _otlp: otlp::init(filter, format, endpoint) }
     }
     #[cfg(not(feature = "otlp"))]
     {
         let _ = subcommand;
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        logging::init(filter, format);
         TracingGuard {}
     }
 }

@@ -16,6 +16,8 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
+use super::logging::{self, LogFormat};
+
 /// What the exported spans are filtered by.
 const EXPORT_FILTER: &str = "jetsaga=info";
 
@@ -31,8 +33,13 @@ impl Drop for Guard {
 }
 
 /// Logs to stderr with `filter`; with an `endpoint`, exports spans too.
-pub(super) fn init(filter: EnvFilter, endpoint: Option<&str>) -> Option<Guard> {
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+pub(super) fn init(filter: EnvFilter, format: LogFormat, endpoint: Option<&str>) -> Option<Guard> {
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.with_ansi(logging::ansi()).boxed(),
+        LogFormat::Json => fmt.json().with_ansi(false).boxed(),
+    }
+    .with_filter(filter);
     let provider = endpoint.and_then(|endpoint| match provider(endpoint) {
         Ok(provider) => Some(provider),
         Err(error) => {

@@ -1,4 +1,4 @@
-//! `jetsaga sagas list|show|retry|compensate|abort|tail`: the operator's
+//! `jetsaga sagas start|list|show|retry|compensate|abort|tail`: the operator's
 //! view, through the ops API (SPEC §4, §5) and, for `tail`, the events
 //! stream on NATS.
 //!
@@ -6,7 +6,7 @@
 //! names the URL), 2 on a usage error (clap's own, and values it refuses:
 //! a malformed saga id, an unknown status, a blank reason).
 
-mod client;
+pub(super) mod client;
 mod tail;
 mod view;
 
@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use self::client::{ClientError, OpsClient};
 use crate::cli::terminal;
-use crate::ops::api::{ListQuery, SagaDetail, SagaRow};
+use crate::ops::api::{ListQuery, SagaDetail, SagaRow, StartSagaBody};
 use crate::saga::{SagaId, Status};
 use crate::secret::Secret;
 use crate::store::PAGE_SIZE_MAX;
@@ -28,12 +28,11 @@ use crate::store::PAGE_SIZE_MAX;
 /// Most pages `list --all` follows before it stops (and says so).
 pub(crate) const LIST_PAGES_MAX: u32 = 10_000;
 
-const EXIT_CODES: &str = "Exit status: 0 on success, 1 on an API or connection error, 2 on a usage error.";
+pub(super) const EXIT_CODES: &str = "Exit status: 0 on success, 1 on an API or connection error, 2 on a usage error.";
 
-/// Arguments of `jetsaga sagas`.
+/// How to reach the ops API: the flags of `jetsaga sagas` and `jetsaga poison`.
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_CODES)]
-pub(super) struct SagasArgs {
+pub(super) struct ApiArgs {
     /// The ops API of `jetsaga serve`.
     #[arg(long, env = "JETSAGA_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
@@ -50,13 +49,36 @@ pub(super) struct SagasArgs {
     ca_file: Option<PathBuf>,
     /// Print the API's JSON (for `tail`: each event's body, one per line).
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
+}
+
+impl ApiArgs {
+    /// The client of the API these flags name.
+    pub(super) fn client(&self) -> anyhow::Result<OpsClient> {
+        let token = match &self.token_file {
+            Some(path) => Some(Secret::from_file(path).map_err(|e| anyhow!("cannot read the token file {e}"))?),
+            None => self.token.clone(),
+        };
+        OpsClient::new(&self.url, token, self.ca_file.as_deref())
+    }
+}
+
+/// Arguments of `jetsaga sagas`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub(super) struct SagasArgs {
+    #[command(flatten)]
+    api: ApiArgs,
     #[command(subcommand)]
     subcommand: SagasSubcommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum SagasSubcommand {
+    /// Start a saga (`POST /sagas`); prints its id and status. Starting
+    /// again with the same --id is harmless: it names the existing saga.
+    #[command(after_help = EXIT_CODES)]
+    Start(StartArgs),
     /// List sagas, oldest first, as a table (ID, TYPE, V, STATUS, STEP, STARTED, UPDATED).
     #[command(after_help = EXIT_CODES)]
     List(ListArgs),
@@ -104,6 +126,19 @@ struct ListArgs {
 }
 
 #[derive(Debug, Args)]
+struct StartArgs {
+    /// The saga type (a definition's name).
+    #[arg(value_name = "TYPE")]
+    saga_type: String,
+    /// The saga's input, JSON (`'{"card": "4242"}'`), passed to every command.
+    #[arg(long, value_parser = parse_json, default_value = "null")]
+    input: serde_json::Value,
+    /// The saga's id (a UUID), for an idempotent start; the server picks one when omitted.
+    #[arg(long, value_parser = parse_id)]
+    id: Option<SagaId>,
+}
+
+#[derive(Debug, Args)]
 struct VerbArgs {
     /// The saga id (a UUID).
     #[arg(value_parser = parse_id)]
@@ -115,6 +150,10 @@ struct VerbArgs {
 
 fn parse_id(text: &str) -> Result<SagaId, String> {
     SagaId::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 fn parse_status(text: &str) -> Result<Status, String> {
@@ -130,20 +169,15 @@ fn parse_reason(text: &str) -> Result<String, String> {
 
 /// Runs one `jetsaga sagas` subcommand.
 pub(super) fn run(args: SagasArgs) -> anyhow::Result<ExitCode> {
-    let client = || -> anyhow::Result<OpsClient> {
-        let token = match &args.token_file {
-            Some(path) => Some(Secret::from_file(path).map_err(|e| anyhow!("cannot read the token file {e}"))?),
-            None => args.token.clone(),
-        };
-        OpsClient::new(&args.url, token, args.ca_file.as_deref())
-    };
+    let (api, json) = (&args.api, args.api.json);
     match args.subcommand {
-        SagasSubcommand::List(list_args) => list(&client()?, list_args, args.json),
-        SagasSubcommand::Show { id, at_seq } => show(&client()?, id, at_seq, args.json),
-        SagasSubcommand::Retry(verb) => operate(&client()?, "retry", verb, args.json),
-        SagasSubcommand::Compensate(verb) => operate(&client()?, "compensate", verb, args.json),
-        SagasSubcommand::Abort(verb) => operate(&client()?, "abort", verb, args.json),
-        SagasSubcommand::Tail(tail_args) => tail::run(*tail_args, args.json),
+        SagasSubcommand::Start(start_args) => start(&api.client()?, start_args, json),
+        SagasSubcommand::List(list_args) => list(&api.client()?, list_args, json),
+        SagasSubcommand::Show { id, at_seq } => show(&api.client()?, id, at_seq, json),
+        SagasSubcommand::Retry(verb) => operate(&api.client()?, "retry", verb, json),
+        SagasSubcommand::Compensate(verb) => operate(&api.client()?, "compensate", verb, json),
+        SagasSubcommand::Abort(verb) => operate(&api.client()?, "abort", verb, json),
+        SagasSubcommand::Tail(tail_args) => tail::run(*tail_args, json),
     }
 }
 
@@ -212,6 +246,17 @@ fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
+fn start(client: &OpsClient, args: StartArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let body = StartSagaBody { saga_type: args.saga_type.clone(), saga_id: args.id.map(|id| id.to_string()), input: args.input };
+    let (new, answer) = client.start(&body).map_err(explain)?;
+    match (json, new) {
+        (true, _) => print_json(&answer)?,
+        (false, true) => println!("started: saga {} ({}) is {}", answer.saga_id, terminal::escape(&args.saga_type), answer.status),
+        (false, false) => println!("exists: saga {} ({}) is {}", answer.saga_id, terminal::escape(&args.saga_type), answer.status),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn operate(client: &OpsClient, verb: &str, args: VerbArgs, json: bool) -> anyhow::Result<ExitCode> {
     let answer = client.operate(args.id, verb, &args.reason).map_err(explain)?;
     match json {
@@ -222,14 +267,14 @@ fn operate(client: &OpsClient, verb: &str, args: VerbArgs, json: bool) -> anyhow
 }
 
 /// An answer of the API as one line of JSON (`--json`).
-fn print_json(answer: &impl Serialize) -> anyhow::Result<()> {
+pub(super) fn print_json(answer: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(answer).context("failed to write the answer as JSON")?);
     Ok(())
 }
 
 /// The error as the operator should read it: a 401 says how to pass the
 /// token, a 403 which token is needed, a refused certificate how to trust it.
-fn explain(error: ClientError) -> anyhow::Error {
+pub(super) fn explain(error: ClientError) -> anyhow::Error {
     match error.status() {
         Some(401) => anyhow!(
             "{error}\nhint: pass --token or --token-file (or set JETSAGA_OPS_TOKEN) to the ops token `jetsaga serve` was started with"

@@ -1,31 +1,35 @@
 //! `jetsaga serve`: the orchestrator over NATS JetStream and a database.
 //!
-//! Binds the ops API's address, connects the store (migrations applied),
-//! then hands over to [`Orchestrator::build`], which records the
-//! definitions, sets up the broker and starts the engine, consumers, relay
-//! and ops API. SIGTERM or SIGINT stops taking work, finishes the batch in
-//! progress and exits 0.
+//! Start-up, in this order: bind the ops API's address and serve `/healthz`
+//! and `/readyz` at once ([`OpsServer`]); connect the store, retrying
+//! while that may pass ([`database`]); apply the migrations, or with
+//! `--no-migrate` check the schema is there; then hand over to
+//! [`Orchestrator::build_serving`], which records the definitions, connects
+//! NATS (retrying too) and starts the engine, consumers, relay and the
+//! rest of the ops API. `/readyz` follows every step. SIGTERM or SIGINT
+//! ends any of these waits, or stops taking work, finishes the batch in
+//! progress and exits 0. One `info` line on start (version, backends with
+//! credentials hidden, definitions) and one on stop.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::database::{self, Schema};
 use super::ops_access::OpsAccessArgs;
 use super::NatsArgs;
 use crate::loader;
+use crate::ops::{OpsServer, Readiness};
 use crate::orchestrator::{Orchestrator, OrchestratorConfig};
 use crate::runtime::retention::Retention;
-use crate::store;
+use crate::secret::redact_url;
 use crate::transport::jetstream::{
     JetStreamConfig, ACK_WAIT_DEFAULT, DUPLICATE_WINDOW_DEFAULT, STREAM_MAX_AGE_DEFAULT, STREAM_MAX_BYTES_DEFAULT,
 };
-
-/// Tries to reach the database at start-up.
-pub(super) const DATABASE_CONNECT_ATTEMPTS_MAX: u32 = 30;
-/// Pause between two of those tries.
-const DATABASE_CONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The flags and environment of `jetsaga serve` (SPEC §4).
 #[derive(Debug, Clone, clap::Args)]
@@ -36,17 +40,26 @@ pub(super) struct ServeArgs {
     /// postgres://… or sqlite://… (the backend follows the scheme).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://jetsaga.db")]
     pub(super) database_url: String,
+    /// Never change the database schema: check it is at this binary's
+    /// migration and fail if it is missing or behind (run `jetsaga migrate`
+    /// with a role that may).
+    #[arg(long, env = "JETSAGA_NO_MIGRATE")]
+    pub(super) no_migrate: bool,
+    /// A TOML file of settings, one key per flag (`database-url = "…"`);
+    /// flags and environment variables win over it.
+    #[arg(long, env = "JETSAGA_CONFIG")]
+    pub(super) config: Option<PathBuf>,
     /// Directory of saga definitions.
-    #[arg(long, default_value = "sagas")]
+    #[arg(long, env = "JETSAGA_SAGAS", default_value = "sagas")]
     pub(super) sagas: PathBuf,
     /// Address of the ops HTTP API.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "JETSAGA_LISTEN", default_value = "127.0.0.1:8080")]
     pub(super) listen: String,
     /// Who may do what on the ops API, its HTTP limits and TLS.
     #[command(flatten)]
     pub(super) ops: OpsAccessArgs,
     /// Stream replicas.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "JETSAGA_STREAM_REPLICAS", default_value_t = 1)]
     pub(super) stream_replicas: usize,
     /// How long a stream keeps a message (starts, commands, replies, events).
     #[arg(long, env = "JETSAGA_STREAM_MAX_AGE", default_value_t = STREAM_MAX_AGE_DEFAULT.into())]
@@ -62,10 +75,10 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "JETSAGA_RETAIN_POISON", default_value = "7days", value_parser = retention_period)]
     pub(super) retain_poison: Retained,
     /// How long the broker drops duplicate message ids.
-    #[arg(long, default_value_t = DUPLICATE_WINDOW_DEFAULT.into())]
+    #[arg(long, env = "JETSAGA_DUPLICATE_WINDOW", default_value_t = DUPLICATE_WINDOW_DEFAULT.into())]
     pub(super) duplicate_window: humantime::Duration,
     /// How long a delivered message may stay unacknowledged before redelivery.
-    #[arg(long, default_value_t = ACK_WAIT_DEFAULT.into())]
+    #[arg(long, env = "JETSAGA_ACK_WAIT", default_value_t = ACK_WAIT_DEFAULT.into())]
     pub(super) ack_wait: humantime::Duration,
     /// OpenTelemetry collector (OTLP/HTTP base URL, e.g. http://127.0.0.1:4318)
     /// to export the engine's spans to.
@@ -82,6 +95,8 @@ impl ServeArgs {
             ack_wait: self.ack_wait.into(),
             stream_max_age: self.stream_max_age.into(),
             stream_max_bytes: self.stream_max_bytes,
+            // Until a signal: `serve` waits for NATS as it waits for the database.
+            connect_attempts_max: u32::MAX,
             ..self.nats.jetstream()?
         })
     }
@@ -120,49 +135,75 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs, ops: crate::ops::OpsConfig, catalog: crate::definition::Catalog) -> anyhow::Result<()> {
+    let mut signals = Signals::listen()?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("failed to listen on {}", args.listen))?;
+    let server = OpsServer::start(listener, &ops, Arc::new(Readiness::default())).context("failed to serve the ops API")?;
+    let readiness = server.readiness().clone();
+    log_start(&args, &catalog);
+    let schema = if args.no_migrate { Schema::Check } else { Schema::Migrate };
+    let prepared = async {
+        let store = database::connect(&args.database_url).await?;
+        readiness.database.store(true, Ordering::SeqCst);
+        let version = database::prepare(&store, schema).await?;
+        tracing::info!(migration = version.at(), migrated = (schema == Schema::Migrate), "database schema ready");
+        anyhow::Ok(store)
+    };
     let store = tokio::select! {
-        store = connect_store(&args.database_url) => store?,
-        () = signal() => {
-            tracing::info!("stopped before the database was reached");
+        store = prepared => store?,
+        () = signals.recv() => {
+            tracing::info!("jetsaga stopped before the database was ready");
             return Ok(());
         }
     };
     let retention = Retention { finished: args.retain_finished.0, poison: args.retain_poison.0 };
     let config = OrchestratorConfig { ops, retention, ..OrchestratorConfig::jetstream(args.jetstream()?) };
-    let orchestrator = Orchestrator::build(&catalog, store, Some(listener), config).await?;
-    orchestrator.run_until(signal()).await?;
-    tracing::info!("serve stopped");
+    let orchestrator = tokio::select! {
+        built = Orchestrator::build_serving(&catalog, store, Some(server), config) => built?,
+        () = signals.recv() => {
+            tracing::info!("jetsaga stopped before NATS was ready");
+            return Ok(());
+        }
+    };
+    tracing::info!("jetsaga ready");
+    orchestrator.run_until(signals.recv()).await?;
+    tracing::info!("jetsaga stopped");
     Ok(())
 }
 
-/// Connects to the database, retrying while it is not up yet; a URL that
-/// can never work (an unsupported scheme) fails at once.
-async fn connect_store(url: &str) -> anyhow::Result<store::AnyStore> {
-    let mut attempt = 1;
-    loop {
-        match store::open_url(url).await {
-            Ok(store) => return Ok(store),
-            Err(error @ store::StoreError::Invalid(_)) => return Err(error).context("failed to open the event store"),
-            Err(error) if attempt < DATABASE_CONNECT_ATTEMPTS_MAX => {
-                tracing::warn!(%error, attempt, "database not reachable yet; retrying");
-                tokio::time::sleep(DATABASE_CONNECT_PAUSE).await;
-                attempt += 1;
-            }
-            Err(error) => return Err(error).context("failed to open the event store"),
-        }
-    }
+/// The start line: version, backends (credentials hidden), definitions.
+fn log_start(args: &ServeArgs, catalog: &crate::definition::Catalog) {
+    let definitions: Vec<String> = catalog.iter().map(|definition| format!("{} v{}", definition.name, definition.version)).collect();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        database = %redact_url(&args.database_url),
+        nats = %redact_url(&args.nats.nats_url),
+        subject_prefix = %args.nats.subject_prefix,
+        migrations = if args.no_migrate { "check only" } else { "apply" },
+        definitions = %definitions.join(", "),
+        "jetsaga starting"
+    );
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::warn!("cannot listen for signals");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+/// SIGTERM and SIGINT, listened for from the start, so none is missed
+/// between two waits.
+pub(super) struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(super) fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        Ok(Self { term, int })
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT.
+    pub(super) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `/healthz`, `/readyz`, the dashboard's files | anyone | anyone |
 //! | `/metrics` | anyone | anyone, or a token with `metrics_need_token` |
-//! | reads (`GET /sagas…`) | anyone | read or operator token |
+//! | reads (`GET /sagas…`, `GET /poison…`) | anyone | read or operator token |
 //! | start (`POST /sagas`) | anyone | operator token |
 //! | verbs (`POST /sagas/{id}/{verb}`) | operator token | operator token |
 //!
@@ -371,6 +371,8 @@ mod tests {
         assert_eq!(action(&Method::POST, "/sagas"), Action::Start);
         assert_eq!(action(&Method::POST, "/sagas/x/abort"), Action::Operate);
         assert_eq!(action(&Method::GET, "/anything"), Action::Read);
+        assert_eq!(action(&Method::GET, "/poison"), Action::Read, "poison is a read: strict mode needs a token");
+        assert_eq!(action(&Method::GET, "/poison/7"), Action::Read);
     }
 
     #[test]

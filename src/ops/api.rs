@@ -234,8 +234,54 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
+/// The query of `GET /poison`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoisonQuery {
+    /// Only records with a larger id (the `next_after` of the previous page).
+    pub after: Option<i64>,
+    /// Records per page.
+    pub limit: Option<u32>,
+}
+
+/// `GET /poison`: one page, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoisonPage {
+    /// The page's records.
+    pub poison: Vec<PoisonRow>,
+    /// Pass it as `after` for the next page: set on a full page (the next
+    /// may be empty), `null` on a shorter one.
+    pub next_after: Option<i64>,
+}
+
+/// One poison record of the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoisonRow {
+    /// Its id (ids grow in arrival order).
+    pub id: i64,
+    /// The subject it arrived on.
+    pub subject: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// When it arrived (RFC 3339).
+    pub received_at: String,
+    /// The bytes kept of it (at most 64 KiB).
+    pub payload_bytes: usize,
+}
+
+/// `GET /poison/{id}`: the record and its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoisonDetail {
+    /// The record as the list shows it.
+    #[serde(flatten)]
+    pub poison: PoisonRow,
+    /// The payload kept, as text (bytes that are not UTF-8 shown as U+FFFD).
+    pub payload: String,
+}
+
 /// `GET /healthz` (`{"status": "ok"}`) and `GET /readyz` (`{"status":
-/// "ready"}`, or `"not ready"` with what it is `waiting_for`).
+/// "ready"}`, or `"not ready"` with what it is `waiting_for`, and each
+/// dependency's state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthBody {
     /// `ok`, `ready` or `not ready`.
@@ -243,6 +289,51 @@ pub struct HealthBody {
     /// The parts not ready yet; left out when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_for: Vec<String>,
+    /// `/readyz` only: the state of each dependency, as keys of the body
+    /// itself (`"database": "ready"`, …).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<Dependencies>,
+}
+
+/// What `/readyz` reports, one key per dependency, in start-up order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependencies {
+    /// The event store is connected.
+    pub database: DependencyState,
+    /// NATS is connected and its streams exist.
+    pub nats: DependencyState,
+    /// The database schema is at this binary's migration.
+    pub migrations: DependencyState,
+    /// The inbound consumers run.
+    pub consumers: DependencyState,
+    /// The event relay runs, and its last try did not fail.
+    pub relay: DependencyState,
+}
+
+impl Dependencies {
+    /// The names of the dependencies not ready, in start-up order.
+    pub fn waiting_for(&self) -> Vec<String> {
+        let all = [
+            ("database", self.database),
+            ("nats", self.nats),
+            ("migrations", self.migrations),
+            ("consumers", self.consumers),
+            ("relay", self.relay),
+        ];
+        all.into_iter().filter(|(_, state)| *state != DependencyState::Ready).map(|(name, _)| name.to_owned()).collect()
+    }
+}
+
+/// One dependency's state in `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyState {
+    /// Up.
+    Ready,
+    /// Not reached, or not started yet.
+    Waiting,
+    /// Was up; its last try failed (the relay).
+    Failing,
 }
 
 #[cfg(test)]

@@ -15,14 +15,17 @@ pub mod api;
 pub(crate) mod list;
 mod metrics;
 mod operate;
+mod poison;
 pub(crate) mod sagas;
 pub mod server;
+mod startup;
 mod ui;
 
 pub use access::{constant_time_eq, Access, AccessError, AuthMode, Gate, TOKEN_BYTES_MIN};
 pub use list::PAGE_SIZE_DEFAULT;
 pub use operate::REASON_BYTES_MAX;
 pub use server::{serve, tls_config, HttpLimits, TlsError};
+pub use startup::OpsServer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use self::api::{ErrorBody, HealthBody};
+use self::api::{Dependencies, DependencyState, ErrorBody, HealthBody};
 use crate::runtime::relay::RelayStatus;
 use crate::runtime::{Clock, Definitions, EngineHandle, Metrics};
 use crate::store::EventStore;
@@ -60,28 +63,60 @@ impl std::fmt::Debug for OpsConfig {
     }
 }
 
-/// What `/readyz` checks: each flag is set by the part that owns it.
+/// What `/readyz` checks: each flag is set by the part that owns it, in
+/// start-up order (`jetsaga serve` sets the first two before the
+/// orchestrator is built; [`crate::orchestrator::Orchestrator::build`] the rest).
 #[derive(Debug, Default)]
 pub struct Readiness {
-    /// Migrations are applied.
+    /// The event store is connected.
+    pub database: AtomicBool,
+    /// The database schema is at this binary's migration.
     pub migrated: AtomicBool,
-    /// The broker's streams exist.
-    pub streams: AtomicBool,
+    /// NATS is connected and the broker's streams exist.
+    pub nats: AtomicBool,
     /// The consumers run.
     pub consumers: AtomicBool,
+    /// The event relay runs (or there is none: in-process).
+    pub relay: AtomicBool,
 }
 
 impl Readiness {
     /// Marks every part ready (the embedded mode has no broker).
     pub fn all_ready(&self) {
-        for flag in [&self.migrated, &self.streams, &self.consumers] {
+        for flag in [&self.database, &self.migrated, &self.nats, &self.consumers, &self.relay] {
             flag.store(true, Ordering::SeqCst);
         }
     }
 
-    fn missing(&self) -> Vec<&'static str> {
-        let parts = [("migrations", &self.migrated), ("streams", &self.streams), ("consumers", &self.consumers)];
-        parts.into_iter().filter(|(_, flag)| !flag.load(Ordering::SeqCst)).map(|(name, _)| name).collect()
+    /// Each dependency's state; `relay_failing`: the relay's last try failed.
+    pub fn dependencies(&self, relay_failing: bool) -> Dependencies {
+        let state = |flag: &AtomicBool| match flag.load(Ordering::SeqCst) {
+            true => DependencyState::Ready,
+            false => DependencyState::Waiting,
+        };
+        let relay = match state(&self.relay) {
+            DependencyState::Ready if relay_failing => DependencyState::Failing,
+            relay => relay,
+        };
+        Dependencies {
+            database: state(&self.database),
+            nats: state(&self.nats),
+            migrations: state(&self.migrated),
+            consumers: state(&self.consumers),
+            relay,
+        }
+    }
+
+    /// The answer of `/readyz`: `200` once every dependency is ready,
+    /// `503` until then (and while the relay is failing), with each one's state.
+    pub fn response(&self, relay_failing: bool) -> Response {
+        let dependencies = self.dependencies(relay_failing);
+        let waiting_for = dependencies.waiting_for();
+        let (code, status) = match waiting_for.is_empty() {
+            true => (StatusCode::OK, "ready"),
+            false => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+        };
+        (code, Json(HealthBody { status: status.to_owned(), waiting_for, dependencies: Some(dependencies) })).into_response()
     }
 }
 
@@ -112,12 +147,13 @@ pub struct Ops<S> {
 pub fn router<S: EventStore + Clone>(ops: Ops<S>) -> Router {
     let (gate, limits) = (Arc::new(ops.gate.clone()), ops.limits);
     Router::new()
-        .route("/healthz", get(|| async { Json(HealthBody { status: "ok".to_owned(), waiting_for: Vec::new() }) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::metrics::<S>))
         .merge(sagas::routes::<S>())
         .merge(list::routes::<S>())
         .merge(operate::routes::<S>())
+        .merge(poison::routes::<S>())
         .merge(ui::routes())
         .layer(DefaultBodyLimit::max(limits.request_bytes_max))
         .layer(axum::middleware::from_fn_with_state(limits.request_bytes_max, declared_length))
@@ -151,15 +187,13 @@ async fn timed_out(_: tower::BoxError) -> ApiError {
 }
 
 async fn readyz<S: EventStore>(axum::extract::State(ops): axum::extract::State<Arc<Ops<S>>>) -> Response {
-    let mut waiting_for: Vec<String> = ops.readiness.missing().into_iter().map(str::to_owned).collect();
-    if ops.relay.failing() {
-        // Committed events are not reaching SAGA_EVENTS (store or broker trouble).
-        waiting_for.push("relay".to_owned());
-    }
-    match waiting_for.is_empty() {
-        true => Json(HealthBody { status: "ready".to_owned(), waiting_for }).into_response(),
-        false => (StatusCode::SERVICE_UNAVAILABLE, Json(HealthBody { status: "not ready".to_owned(), waiting_for })).into_response(),
-    }
+    // A failing relay: committed events are not reaching SAGA_EVENTS (store or broker trouble).
+    ops.readiness.response(ops.relay.failing())
+}
+
+/// `/healthz`: the process is up and serving (whatever its dependencies say).
+async fn healthz() -> Json<HealthBody> {
+    Json(HealthBody { status: "ok".to_owned(), waiting_for: Vec::new(), dependencies: None })
 }
 
 /// An API error as the server answers it: an [`ErrorBody`] with its status.

@@ -4,8 +4,8 @@
 //! store inside, so the shell can be written once for both.
 
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonRecord, PostgresStore,
-    RelayCursor, SagaSummary, SqliteStore, StoreError,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord, PostgresStore,
+    RelayCursor, SagaSummary, SchemaVersion, SqliteStore, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 
@@ -18,23 +18,6 @@ pub enum AnyStore {
     Postgres(PostgresStore),
 }
 
-/// Opens the store `url` names and applies its migrations:
-/// `postgres://` / `postgresql://` → PostgreSQL; `sqlite:` or a path
-/// without a scheme → SQLite. Any other scheme is an error.
-pub async fn open_url(url: &str) -> Result<AnyStore, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(AnyStore::Postgres(PostgresStore::connect(url).await?));
-    }
-    if url.starts_with("sqlite:") || !url.contains("://") {
-        return Ok(AnyStore::Sqlite(SqliteStore::open(url).await?));
-    }
-    // Only the scheme: the rest of a URL may hold a password.
-    let scheme = url.split("://").next().unwrap_or_default();
-    Err(StoreError::invalid(format!(
-        "unsupported database url scheme {scheme:?}: use postgres://…, postgresql://…, sqlite://… or a file path"
-    )))
-}
-
 /// `delegate!(self, store => store.call(args))` runs the call on whichever store is inside.
 macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
@@ -43,6 +26,56 @@ macro_rules! delegate {
             AnyStore::Postgres($store) => $call.await,
         }
     };
+}
+
+/// Opens the store `url` names and applies its migrations:
+/// `postgres://` / `postgresql://` → PostgreSQL; `sqlite:` or a path
+/// without a scheme → SQLite. Any other scheme is an error.
+pub async fn open_url(url: &str) -> Result<AnyStore, StoreError> {
+    match backend(url)? {
+        Backend::Postgres => Ok(AnyStore::Postgres(PostgresStore::connect(url).await?)),
+        Backend::Sqlite => Ok(AnyStore::Sqlite(SqliteStore::open(url).await?)),
+    }
+}
+
+/// Like [`open_url`], but leaves the schema as it is (no DDL): check it
+/// with [`AnyStore::schema_version`], apply it with [`AnyStore::migrate`].
+pub async fn open_url_unmigrated(url: &str) -> Result<AnyStore, StoreError> {
+    match backend(url)? {
+        Backend::Postgres => Ok(AnyStore::Postgres(PostgresStore::connect_unmigrated(url).await?)),
+        Backend::Sqlite => Ok(AnyStore::Sqlite(SqliteStore::open_unmigrated(url).await?)),
+    }
+}
+
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+fn backend(url: &str) -> Result<Backend, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Backend::Postgres);
+    }
+    if url.starts_with("sqlite:") || !url.contains("://") {
+        return Ok(Backend::Sqlite);
+    }
+    // Only the scheme: the rest of a URL may hold a password.
+    let scheme = url.split("://").next().unwrap_or_default();
+    Err(StoreError::invalid(format!(
+        "unsupported database url scheme {scheme:?}: use postgres://…, postgresql://…, sqlite://… or a file path"
+    )))
+}
+
+impl AnyStore {
+    /// The migrations applied, against those this build knows.
+    pub async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
+        delegate!(self, store => store.schema_version())
+    }
+
+    /// Applies the migrations not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        delegate!(self, store => store.migrate())
+    }
 }
 
 impl EventStore for AnyStore {
@@ -76,6 +109,10 @@ impl EventStore for AnyStore {
 
     async fn record_poison(&self, poison: &PoisonRecord) -> Result<(), StoreError> {
         delegate!(self, store => store.record_poison(poison))
+    }
+
+    async fn poison_after(&self, after_id: i64, limit: u32) -> Result<Vec<PoisonEntry>, StoreError> {
+        delegate!(self, store => store.poison_after(after_id, limit))
     }
 
     async fn committed_after(&self, after: RelayCursor, limit: u32) -> Result<Vec<CommittedEvent>, StoreError> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::rules::{check_batch, cut_page, definition_recorded, page_limit, poison_payload};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonRecord, RelayCursor,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord, RelayCursor,
     SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
@@ -36,6 +36,8 @@ struct Inner {
     /// as (saga, seq). One writer (the lock), so `tx` is always 0.
     order: Vec<(SagaId, u64)>,
     poison: Vec<PoisonRecord>,
+    /// Poison records forgotten so far: record `i` of `poison` has id `poison_forgotten + i + 1`.
+    poison_forgotten: i64,
     checkpoints: HashMap<String, RelayCursor>,
     /// Engine leases: engine → last heartbeat (ms).
     engines: BTreeMap<String, i64>,
@@ -158,6 +160,14 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
+    async fn poison_after(&self, after_id: i64, limit: u32) -> Result<Vec<PoisonEntry>, StoreError> {
+        let inner = self.lock()?;
+        let first = inner.poison_forgotten + 1;
+        let skip = usize::try_from(after_id.saturating_sub(first - 1).max(0)).unwrap_or(usize::MAX);
+        let kept = inner.poison.iter().enumerate().skip(skip).take(page_limit(limit) as usize);
+        Ok(kept.map(|(i, record)| PoisonEntry { id: first + i as i64, record: record.clone() }).collect())
+    }
+
     async fn committed_after(&self, after: RelayCursor, limit: u32) -> Result<Vec<CommittedEvent>, StoreError> {
         let inner = self.lock()?;
         let first = usize::try_from(after.position.max(0)).unwrap_or(usize::MAX).saturating_add(1);
@@ -223,6 +233,7 @@ impl EventStore for MemoryStore {
         let mut inner = self.lock()?;
         let old = inner.poison.iter().take(limit as usize).take_while(|p| p.received_at_ms < before_ms).count();
         inner.poison.drain(..old);
+        inner.poison_forgotten += old as i64;
         Ok(old as u64)
     }
 

@@ -20,13 +20,13 @@ mod rules;
 mod sql;
 mod sqlite;
 
-pub use any::{open_url, AnyStore};
+pub use any::{open_url, open_url_unmigrated, AnyStore};
 pub use error::{DatabaseError, StoreError};
 pub use memory::MemoryStore;
 #[doc(hidden)]
 pub use postgres::bench;
 pub use postgres::PostgresStore;
-pub use sql::SqlStore;
+pub use sql::{SchemaVersion, SqlStore};
 pub use sqlite::{Pragmas, SqliteStore};
 
 use std::future::Future;
@@ -196,6 +196,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// Keeps a poison message for operators.
     fn record_poison(&self, poison: &PoisonRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The poison records with an id after `after_id`, oldest first, at
+    /// most `limit` (clamped like a page): the operators' read of poison.
+    fn poison_after(&self, after_id: i64, limit: u32) -> impl Future<Output = Result<Vec<PoisonEntry>, StoreError>> + Send;
+
     /// Up to `limit` committed events after `after`, in global commit
     /// order, only where no event can still commit before them (so a relay
     /// that checkpoints the last one never skips anything).
@@ -227,6 +231,16 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Deletes up to `limit` poison records received before `before_ms`; how many went.
     fn forget_poison(&self, before_ms: i64, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// A kept poison record with its id (ids grow in arrival order), as
+/// operators page through them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonEntry {
+    /// The record's id.
+    pub id: i64,
+    /// The record.
+    pub record: PoisonRecord,
 }
 
 /// An engine's lease as the store has it.

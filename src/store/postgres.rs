@@ -47,11 +47,24 @@ impl SqlStore<Postgres> {
         Self::connect_with(options.options([("search_path", schema)])).await
     }
 
-    async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool =
-            pool_options().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await.map_err(failed::<Postgres>("connecting"))?;
-        Self::migrated(pool).await
+    /// Like [`connect`](Self::connect), but leaves the schema as it is.
+    /// One plain connection comes first: its failure (refused, unknown
+    /// database, wrong password) is returned at once, where the pool
+    /// would retry a refused connection until its acquire timeout.
+    pub async fn connect_unmigrated(url: &str) -> Result<Self, StoreError> {
+        let options = parse_url(url)?;
+        let probe = PgConnection::connect_with(&options).await.map_err(failed::<Postgres>("connecting"))?;
+        probe.close().await.map_err(failed::<Postgres>("closing the first connection"))?;
+        Ok(Self::unmigrated(pool(options).await?))
     }
+
+    async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        Self::migrated(pool(options).await?).await
+    }
+}
+
+async fn pool(options: PgConnectOptions) -> Result<sqlx::PgPool, StoreError> {
+    pool_options().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await.map_err(failed::<Postgres>("connecting"))
 }
 
 /// A URL sqlx cannot read is a configuration mistake, not worth retrying.

@@ -19,7 +19,7 @@ use self::driver::{Param, Row};
 use self::rows::{count_statement, from_i64, recorded_from, saga_id_from, summary_from, summary_statement};
 use super::rules::{cut_page, definition_recorded, page_limit, poison_payload, status_counts};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonRecord, RelayCursor,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord, RelayCursor,
     SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
@@ -46,11 +46,46 @@ const LOAD_EVENTS: &str = include_str!("sql/load_events.sql");
 const LOAD_DEFINITION: &str = include_str!("sql/load_definition.sql");
 const RECORD_POISON: &str = include_str!("sql/record_poison.sql");
 const POISON: &str = include_str!("sql/poison.sql");
+const POISON_AFTER: &str = include_str!("sql/poison_after.sql");
 const RELAY_CHECKPOINT: &str = include_str!("sql/relay_checkpoint.sql");
 const SAVE_RELAY_CHECKPOINT: &str = include_str!("sql/save_relay_checkpoint.sql");
 const HEARTBEAT: &str = include_str!("sql/heartbeat.sql");
 const FORGET_ENGINES: &str = include_str!("sql/forget_engines.sql");
 const ENGINES_SINCE: &str = include_str!("sql/engines_since.sql");
+/// sqlx's own table of applied migrations, the same in both dialects.
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
+/// The migrations applied to a database and those this build knows, by
+/// version (the number in the file name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// Applied, in order.
+    pub applied: Vec<i64>,
+    /// Known to this build, in order.
+    pub known: Vec<i64>,
+}
+
+impl SchemaVersion {
+    /// The last migration applied (0: none).
+    pub fn at(&self) -> i64 {
+        self.applied.last().copied().unwrap_or(0)
+    }
+
+    /// The last migration this build knows.
+    pub fn latest_known(&self) -> i64 {
+        self.known.last().copied().unwrap_or(0)
+    }
+
+    /// Applied migrations this build does not know: the schema is newer.
+    pub fn unknown(&self) -> Vec<i64> {
+        self.applied.iter().copied().filter(|v| !self.known.contains(v)).collect()
+    }
+
+    /// Known migrations not applied yet: the schema is behind.
+    pub fn pending(&self) -> Vec<i64> {
+        self.known.iter().copied().filter(|v| !self.applied.contains(v)).collect()
+    }
+}
 
 /// An event store in a SQL database; clones share one connection pool.
 /// Open one as a [`SqliteStore`](super::SqliteStore) or a
@@ -93,6 +128,22 @@ impl<DB: Dialect> SqlStore<DB> {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// A store on `pool` whose schema is left as it is (`serve
+    /// --no-migrate`: a role without DDL rights); check it with
+    /// [`schema_version`](Self::schema_version).
+    pub(crate) fn unmigrated(pool: Pool<DB>) -> Self {
+        Self { pool }
+    }
+
+    /// The migrations applied to the database, against those this build
+    /// knows. Fails when the migrations table cannot be read (no schema yet).
+    pub async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
+        let rows = self.run("reading the applied migrations", APPLIED_MIGRATIONS, &[]).await?;
+        let applied = rows.iter().map(|row| row.get("version")).collect::<Result<_, _>>()?;
+        let known = DB::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).collect();
+        Ok(SchemaVersion { applied, known })
     }
 
     /// Applies the migrations not applied yet (idempotent). Opening a
@@ -190,6 +241,21 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
         let params = [Text(&poison.subject), Text(&poison.reason), Bytes(payload), Int(poison.received_at_ms)];
         self.run("recording a poison message", RECORD_POISON, &params).await?;
         Ok(())
+    }
+
+    async fn poison_after(&self, after_id: i64, limit: u32) -> Result<Vec<PoisonEntry>, StoreError> {
+        let params = [Int(after_id), Int(i64::from(page_limit(limit)))];
+        let rows = self.run("reading poison messages", POISON_AFTER, &params).await?;
+        let entry = |row: &Row<DB>| {
+            let record = PoisonRecord {
+                subject: row.get("subject")?,
+                reason: row.get("reason")?,
+                payload: row.get("payload")?,
+                received_at_ms: row.get("received_at_ms")?,
+            };
+            Ok(PoisonEntry { id: row.get("id")?, record })
+        };
+        rows.iter().map(entry).collect()
     }
 
     async fn committed_after(&self, after: RelayCursor, limit: u32) -> Result<Vec<CommittedEvent>, StoreError> {

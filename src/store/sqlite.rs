@@ -47,24 +47,12 @@ impl SqlStore<Sqlite> {
     /// An in-memory database lives on one pooled connection, kept open for
     /// the life of the store, so every call sees the same data.
     pub async fn open(url_or_path: &str) -> Result<Self, StoreError> {
-        let base = if url_or_path.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url_or_path).map_err(|error| StoreError::invalid(format!("sqlite database url: {error}")))?
-        } else {
-            SqliteConnectOptions::new().filename(url_or_path)
-        };
-        let options = base
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
-            .foreign_keys(true);
-        let pool_options = match is_in_memory(url_or_path) {
-            // The database lives as long as its one connection.
-            true => pool_options().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None),
-            false => pool_options().max_connections(POOL_CONNECTIONS_MAX),
-        };
-        let pool = pool_options.connect_with(options).await.map_err(failed::<Sqlite>("opening the database"))?;
-        Self::migrated(pool).await
+        Self::migrated(pool(url_or_path).await?).await
+    }
+
+    /// Like [`open`](Self::open), but leaves the schema as it is.
+    pub async fn open_unmigrated(url_or_path: &str) -> Result<Self, StoreError> {
+        Ok(Self::unmigrated(pool(url_or_path).await?))
     }
 
     /// The durability settings of one pooled connection.
@@ -92,6 +80,27 @@ impl Dialect for Sqlite {
         let primary = code.parse::<i32>().map_or(0, |code| code & 0xff);
         matches!(primary, 5 | 6 | 10 | 13)
     }
+}
+
+/// The pool of `url_or_path`, the database created if missing.
+async fn pool(url_or_path: &str) -> Result<sqlx::SqlitePool, StoreError> {
+    let base = if url_or_path.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url_or_path).map_err(|error| StoreError::invalid(format!("sqlite database url: {error}")))?
+    } else {
+        SqliteConnectOptions::new().filename(url_or_path)
+    };
+    let options = base
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        .foreign_keys(true);
+    let pool_options = match is_in_memory(url_or_path) {
+        // The database lives as long as its one connection.
+        true => pool_options().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None),
+        false => pool_options().max_connections(POOL_CONNECTIONS_MAX),
+    };
+    pool_options.connect_with(options).await.map_err(failed::<Sqlite>("opening the database"))
 }
 
 /// `sqlite::memory:`, `sqlite://:memory:`, `sqlite://?mode=memory`, `:memory:`.

@@ -4,6 +4,7 @@ mod access;
 mod cli;
 mod crash;
 mod dashboard;
+mod dayone;
 mod definitions;
 mod faults;
 mod infra;

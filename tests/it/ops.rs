@@ -43,9 +43,15 @@ async fn health_and_readiness() {
     tokio::spawn(ops::serve(listener, ops::router(ops), limits, None, std::future::pending()));
     let (status, body) = http("GET", &readyz, None, None).await.expect("an answer");
     assert_eq!(status, 503);
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["waiting_for"], json!(["migrations", "streams", "consumers"]));
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["waiting_for"], json!(["database", "nats", "migrations", "consumers", "relay"]));
+    assert_eq!((&body["database"], &body["relay"]), (&json!("waiting"), &json!("waiting")), "{body}");
     readiness.all_ready();
-    assert_eq!(http("GET", &readyz, None, None).await.expect("an answer").0, 200);
+    let (status, body) = http("GET", &readyz, None, None).await.expect("an answer");
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body, json!({"status": "ready", "database": "ready", "nats": "ready", "migrations": "ready", "consumers": "ready", "relay": "ready"}));
 }
 
 #[tokio::test]

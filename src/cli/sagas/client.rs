@@ -11,7 +11,10 @@ use serde::de::DeserializeOwned;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::cli::terminal;
-use crate::ops::api::{query_pairs, ErrorBody, ListQuery, SagaDetail, SagaPage, SagaStateBody, SagaStatusBody, StateQuery, VerbBody};
+use crate::ops::api::{
+    query_pairs, ErrorBody, ListQuery, PoisonDetail, PoisonPage, PoisonQuery, SagaDetail, SagaPage, SagaStateBody, SagaStatusBody,
+    StartSagaBody, StateQuery, VerbBody,
+};
 use crate::saga::SagaId;
 use crate::secret::Secret;
 
@@ -88,6 +91,16 @@ impl OpsClient {
         self.get("/sagas".to_owned(), query_pairs(query))
     }
 
+    /// `GET /poison`: one page of poison records.
+    pub(crate) fn poison(&self, query: &PoisonQuery) -> Result<PoisonPage, ClientError> {
+        self.get("/poison".to_owned(), query_pairs(query))
+    }
+
+    /// `GET /poison/{id}`: one poison record and its payload.
+    pub(crate) fn poison_detail(&self, id: i64) -> Result<PoisonDetail, ClientError> {
+        self.get(format!("/poison/{id}"), Vec::new())
+    }
+
     /// `GET /sagas/{id}`: state, steps and events.
     pub(crate) fn detail(&self, id: SagaId) -> Result<SagaDetail, ClientError> {
         self.get(format!("/sagas/{id}"), Vec::new())
@@ -96,6 +109,15 @@ impl OpsClient {
     /// `GET /sagas/{id}/state?at_seq=N`: the state as it was after event `seq`.
     pub(crate) fn state_at_seq(&self, id: SagaId, seq: u64) -> Result<SagaStateBody, ClientError> {
         self.get(format!("/sagas/{id}/state"), query_pairs(&StateQuery { at_seq: Some(seq), at: None }))
+    }
+
+    /// `POST /sagas`: starts a saga; `true` when it is new (`201`), `false`
+    /// when the id was taken (`200`, the existing saga's status).
+    pub(crate) fn start(&self, body: &StartSagaBody) -> Result<(bool, SagaStatusBody), ClientError> {
+        let url = self.url("/sagas");
+        let request = self.authorized(self.agent.post(&url));
+        let (status, answer) = finish_with_status("POST", url, request.send_json(body))?;
+        Ok((status == 201, answer))
     }
 
     /// `POST /sagas/{id}/{verb}` with `{"reason"}` and the bearer token.
@@ -147,6 +169,15 @@ fn finish<T: DeserializeOwned>(
     url: String,
     result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<T, ClientError> {
+    finish_with_status(method, url, result).map(|(_, answer)| answer)
+}
+
+/// Like [`finish`], with the success status (`200` or `201`, say).
+fn finish_with_status<T: DeserializeOwned>(
+    method: &'static str,
+    url: String,
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, T), ClientError> {
     let mut response = result.map_err(|e| ClientError::Transport { url: url.clone(), reason: e.to_string() })?;
     let status = response.status();
     let text = response
@@ -157,6 +188,7 @@ fn finish<T: DeserializeOwned>(
         .map_err(|e| ClientError::Transport { url: url.clone(), reason: format!("reading the answer: {e}") })?;
     if status.is_success() {
         return serde_json::from_str(&text)
+            .map(|answer| (status.as_u16(), answer))
             .map_err(|e| ClientError::Transport { url, reason: format!("{status} with a body that is not the JSON expected: {e}") });
     }
     // Not every error comes from jetsaga (a proxy's, say): then the status

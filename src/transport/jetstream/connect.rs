@@ -169,7 +169,8 @@ async fn log_event(event: Event) {
 
 /// Connects, trying up to `attempts_max` times with a doubling pause (at
 /// most [`CONNECT_DELAY_MAX`]). A refusal of the options themselves (see
-/// [`NatsConnection::check`]) is not retried.
+/// [`NatsConnection::check`]), a URL that does not parse, refused
+/// credentials and a TLS failure are not retried.
 pub(super) async fn connect_with_retry(connection: &NatsConnection, attempts_max: u32) -> Result<async_nats::Client, TransportError> {
     let attempts_max = attempts_max.max(1);
     let url = connection.redacted_url();
@@ -178,6 +179,9 @@ pub(super) async fn connect_with_retry(connection: &NatsConnection, attempts_max
     for attempt in 1..=attempts_max {
         match connection.options().await?.connect(connection.url.as_str()).await {
             Ok(client) => return Ok(client),
+            Err(error) if never_passes(error.kind()) => {
+                return Err(TransportError::Connect(format!("{url}: {error} (this will not pass by retrying)")));
+            }
             Err(error) => {
                 tracing::warn!(%url, attempt, attempts_max, %error, "cannot reach NATS");
                 last_error = error.to_string();
@@ -189,6 +193,13 @@ pub(super) async fn connect_with_retry(connection: &NatsConnection, attempts_max
         }
     }
     Err(TransportError::Connect(format!("{url}: {last_error} (after {attempts_max} attempts)")))
+}
+
+/// Failures that the same try meets again: a URL that does not parse,
+/// credentials the server refuses, a TLS set-up that fails.
+fn never_passes(kind: async_nats::ConnectErrorKind) -> bool {
+    use async_nats::ConnectErrorKind as K;
+    matches!(kind, K::ServerParse | K::Authentication | K::AuthorizationViolation | K::Tls)
 }
 
 #[cfg(test)]

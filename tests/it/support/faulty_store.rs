@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use jetsaga::saga::{Recorded, SagaId, Status};
 use jetsaga::store::{
     Append, AppendOutcome, CommittedEvent, DatabaseError, DefinitionRecord, EngineLease, EventStore, ListFilter, MemoryStore, Page,
-    PoisonRecord, RelayCursor, SagaSummary, StoreError,
+    PoisonEntry, PoisonRecord, RelayCursor, SagaSummary, StoreError,
 };
 
 /// The error of a failure that is not the database's health.
@@ -112,6 +112,11 @@ impl EventStore for FaultyStore {
     async fn record_poison(&self, poison: &PoisonRecord) -> Result<(), StoreError> {
         self.check("recording poison")?;
         self.inner.record_poison(poison).await
+    }
+
+    async fn poison_after(&self, after_id: i64, limit: u32) -> Result<Vec<PoisonEntry>, StoreError> {
+        self.check("reading poison")?;
+        self.inner.poison_after(after_id, limit).await
     }
 
     async fn committed_after(&self, after: RelayCursor, limit: u32) -> Result<Vec<CommittedEvent>, StoreError> {
