@@ -70,7 +70,10 @@ pub(crate) fn settings(file: &str, text: &str, command: &Command) -> Result<Vec<
 fn scalar(value: &toml::Value) -> Option<String> {
     match value {
         toml::Value::String(text) => Some(text.clone()),
-        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Datetime(_) => Some(value.to_string()),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        toml::Value::Float(number) => Some(number.to_string()),
+        toml::Value::Boolean(yes) => Some(yes.to_string()),
+        toml::Value::Datetime(at) => Some(at.to_string()),
         toml::Value::Array(_) | toml::Value::Table(_) => None,
     }
 }
@@ -80,12 +83,13 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The line where `key` is set (`key =`, `"key" =`), 0 if not found.
+/// The line where `key` is set (`key =`, `"key" =`, `[key]`), 0 if not found.
 fn key_line(text: &str, key: &str) -> usize {
     let sets = |line: &str| {
         let line = line.trim_start();
         let rest = line.strip_prefix(key).or_else(|| line.strip_prefix(&format!("\"{key}\"")));
-        rest.is_some_and(|rest| rest.trim_start().starts_with('='))
+        let table = line.trim_start_matches('[').strip_prefix(key).is_some_and(|rest| rest.starts_with(']'));
+        table || rest.is_some_and(|rest| rest.trim_start().starts_with('='))
     };
     text.lines().position(sets).map_or(0, |index| index + 1)
 }

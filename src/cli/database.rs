@@ -116,7 +116,12 @@ mod tests {
     #[test]
     fn the_pause_doubles_up_to_its_cap() {
         let mut delay = DATABASE_RETRY_FIRST;
-        let pauses: Vec<Duration> = (0..7).map(|_| std::mem::replace(&mut delay, next_delay(delay))).collect();
+        let pauses: Vec<Duration> = (0..7)
+            .map(|_| {
+                let next = next_delay(delay);
+                std::mem::replace(&mut delay, next)
+            })
+            .collect();
         assert_eq!(pauses.iter().map(Duration::as_millis).collect::<Vec<_>>(), [250, 500, 1000, 2000, 4000, 5000, 5000]);
     }
 
