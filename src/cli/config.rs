@@ -50,16 +50,18 @@ pub(crate) fn settings(file: &str, text: &str, command: &Command) -> Result<Vec<
         let line = key_line(text, key);
         let arg = flags.iter().find(|arg| arg.get_long() == Some(key.as_str()) && !NOT_SETTINGS.contains(&key.as_str()));
         let Some(arg) = arg else {
-            let known: Vec<&str> =
-                flags.iter().filter_map(|arg| arg.get_long()).filter(|long| !NOT_SETTINGS.contains(long)).collect();
+            let known: Vec<&str> = flags.iter().filter_map(|arg| arg.get_long()).filter(|long| !NOT_SETTINGS.contains(long)).collect();
             return Err(format!("{file}:{line}: unknown key `{key}`: the keys are serve's flag names: {}", known.join(", ")));
         };
         let env = arg.get_env().and_then(|env| env.to_str()).ok_or_else(|| format!("{file}:{line}: `{key}` has no variable"))?;
         let value = match value {
             toml::Value::String(text) => text.clone(),
-            toml::Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>().map(|items| items.join(",")).ok_or_else(
-                || format!("{file}:{line}: `{key}`: a list holds strings, numbers or booleans"),
-            )?,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(scalar)
+                .collect::<Option<Vec<_>>>()
+                .map(|items| items.join(","))
+                .ok_or_else(|| format!("{file}:{line}: `{key}`: a list holds strings, numbers or booleans"))?,
             other => scalar(other).ok_or_else(|| format!("{file}:{line}: `{key}`: a table is not a setting"))?,
         };
         settings.push(Setting { env: env.to_owned(), value });

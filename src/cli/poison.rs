@@ -66,7 +66,8 @@ pub(super) fn run(args: PoisonArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let row = &detail.poison;
-            let mut text = format!("poison {}\nreceived: {}\nsubject:  {}\nreason:   {}\n", row.id, row.received_at, row.subject, row.reason);
+            let mut text =
+                format!("poison {}\nreceived: {}\nsubject:  {}\nreason:   {}\n", row.id, row.received_at, row.subject, row.reason);
             let _ = writeln!(text, "payload ({} bytes kept):\n{}", row.payload_bytes, detail.payload);
             print!("{}", terminal::escape_lines(&text));
         }

@@ -4,8 +4,8 @@
 //! store inside, so the shell can be written once for both.
 
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord, PostgresStore,
-    RelayCursor, SagaSummary, SchemaVersion, SqliteStore, StoreError,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord,
+    PostgresStore, RelayCursor, SagaSummary, SchemaVersion, SqliteStore, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 

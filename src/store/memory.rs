@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::rules::{check_batch, cut_page, definition_recorded, page_limit, poison_payload};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord, RelayCursor,
-    SagaSummary, StoreError,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord,
+    RelayCursor, SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 

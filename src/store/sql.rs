@@ -19,8 +19,8 @@ use self::driver::{Param, Row};
 use self::rows::{count_statement, from_i64, recorded_from, saga_id_from, summary_from, summary_statement};
 use super::rules::{cut_page, definition_recorded, page_limit, poison_payload, status_counts};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord, RelayCursor,
-    SagaSummary, StoreError,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord,
+    RelayCursor, SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 

@@ -335,7 +335,8 @@ fn log_filters_come_from_the_flag_then_rust_log_and_a_bad_one_is_refused() {
 #[test]
 fn the_config_file_sits_under_the_environment_and_the_flags() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let [from_file, from_env, from_flag] = ["file.db", "env.db", "flag.db"].map(|name| format!("sqlite://{}", dir.path().join(name).display()));
+    let [from_file, from_env, from_flag] =
+        ["file.db", "env.db", "flag.db"].map(|name| format!("sqlite://{}", dir.path().join(name).display()));
     let config = dir.path().join("jetsaga.toml");
     std::fs::write(&config, format!("# jetsaga serve's settings\ndatabase-url = \"{from_file}\"\nlog = \"warn\"\n")).expect("written");
     let config = config.to_str().expect("utf-8");
@@ -408,8 +409,8 @@ async fn poison_is_read_through_the_api_and_the_cli() {
     use crate::support::{answer, spawn_app};
     let app = spawn_app(&["trip"], answer(|_| Some(true))).await;
     // Recent: the retention sweep forgets poison older than a week.
-    let now_ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis())
-        .expect("ms");
+    let now_ms =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis()).expect("ms");
     for n in 0..3_i64 {
         let record = PoisonRecord {
             subject: "saga.reply.hotels".to_owned(),

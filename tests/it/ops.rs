@@ -51,7 +51,10 @@ async fn health_and_readiness() {
     let (status, body) = http("GET", &readyz, None, None).await.expect("an answer");
     assert_eq!(status, 200);
     let body: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(body, json!({"status": "ready", "database": "ready", "nats": "ready", "migrations": "ready", "consumers": "ready", "relay": "ready"}));
+    assert_eq!(
+        body,
+        json!({"status": "ready", "database": "ready", "nats": "ready", "migrations": "ready", "consumers": "ready", "relay": "ready"})
+    );
 }
 
 #[tokio::test]
