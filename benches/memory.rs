@@ -1,14 +1,17 @@
 //! Resident memory per in-flight saga, over NATS JetStream + PostgreSQL.
 //!
 //! `cargo bench --bench memory` (env `SAGAS`, default 20000; `NATS_URL`,
-//! `DATABASE_URL` as for the tests). Builds the orchestrator as `serve`
+//! `DATABASE_URL` as for the tests). Clients keep at most
+//! [`STARTS_IN_FLIGHT`] starts outstanding. Builds the orchestrator as `serve`
 //! does, with no participant, so every saga it starts waits on its first
 //! step (a one-hour timeout keeps it there). Prints the process's resident
 //! memory (VmRSS) once the orchestrator idles and once every saga is in
 //! flight, and the difference per saga, beside the size of a saga's input.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use jetsaga::definition::Catalog;
 use jetsaga::orchestrator::{Orchestrator, OrchestratorConfig};
 use jetsaga::saga::{SagaId, Status};
@@ -31,6 +34,9 @@ name = "never"
 participant = "nobody"
 action = "never"
 "#;
+
+/// Start requests outstanding at once (the engine's request queue).
+const STARTS_IN_FLIGHT: usize = jetsaga::runtime::REQUEST_QUEUE_MAX;
 
 /// How long the engine gets to settle before and after the starts.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -68,14 +74,16 @@ async fn main() {
     let before = resident_bytes();
 
     let started = Instant::now();
-    let mut starts = tokio::task::JoinSet::new();
-    for n in 0..sagas {
-        let handle = handle.clone();
-        let input = input.clone();
-        starts.spawn(async move { handle.start("waiting", Some(id(n)), input).await });
-    }
-    while let Some(result) = starts.join_next().await {
-        result.expect("start task").expect("started");
+    // Clients with at most STARTS_IN_FLIGHT starts outstanding: what stays
+    // resident is the sagas', not a burst of start requests' (a task and a
+    // future each) that the allocator keeps once they are answered.
+    let starts = futures_util::stream::iter(0..sagas).map(|n| {
+        let (handle, input) = (handle.clone(), input.clone());
+        async move { handle.start("waiting", Some(id(n)), input).await }
+    });
+    let mut starts = starts.buffer_unordered(STARTS_IN_FLIGHT);
+    while let Some(result) = starts.next().await {
+        result.expect("started");
     }
     let last = id(sagas - 1);
     loop {
@@ -95,6 +103,9 @@ async fn main() {
     println!("  per in-flight saga         {per_saga:>10.0} bytes");
     println!("  started in                 {start_time:>10.2?}");
     println!("  saga cache bound           {:>10} sagas (SAGA_CACHE_MAX)", jetsaga::runtime::SAGA_CACHE_MAX);
+    let metrics = orchestrator.metrics();
+    let (hits, misses) = (metrics.saga_cache_hits.load(Ordering::Relaxed), metrics.saga_cache_misses.load(Ordering::Relaxed));
+    println!("  saga cache hits / misses   {hits:>10} / {misses} (hit rate {:.3})", metrics.saga_cache_hit_rate());
 
     orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
     if let Ok(transport) = JetStreamTransport::connect(config).await {

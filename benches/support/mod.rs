@@ -16,7 +16,8 @@ pub struct Servers {
     pub database_url: String,
     /// The event store in schema `tag`.
     pub store: PostgresStore,
-    /// `NATS_URL` under the prefix `<tag>.saga`.
+    /// `NATS_URL` under the prefix `<tag>.saga` (unused by the PostgreSQL-only benches).
+    #[allow(dead_code)]
     pub nats: JetStreamConfig,
     tag: String,
 }

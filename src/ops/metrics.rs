@@ -73,6 +73,12 @@ fn counters<S>(text: &mut Text, ops: &Ops<S>) {
         ("jetsaga_group_commits_total", "Group commits of the engine.", &m.appends),
         ("jetsaga_deadlines_claimed_total", "Deadlines claimed in the store and fired by this process.", &m.deadlines_claimed),
         ("jetsaga_deadlines_stale_total", "Claimed deadlines that were no longer due.", &m.deadlines_stale),
+        ("jetsaga_saga_cache_hits_total", "Saga loads the engine's saga cache answered.", &m.saga_cache_hits),
+        (
+            "jetsaga_saga_cache_misses_total",
+            "Saga loads folded from the store (not cached, evicted, or a deadline or operator verb, which read the store).",
+            &m.saga_cache_misses,
+        ),
     ];
     for (name, help, value) in counters {
         text.header(name, help, "counter");

@@ -65,11 +65,13 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         let now_ms = self.clock.now_ms();
         let mut touched: HashMap<SagaId, Touched> = HashMap::new();
         let mut order: Vec<SagaId> = Vec::new();
+        let work: Vec<Work> = work.into_iter().map(with_id).collect();
+        self.preload(preload_ids(&work, &self.cache)).await;
         for item in work {
-            let item = with_id(item);
             let span = span_of(&item);
             self.handle_item(item, now_ms, &mut touched, &mut order).instrument(span).await;
         }
+        self.preloaded.clear();
         let appends: Vec<Append> = order
             .iter()
             .filter_map(|id| touched.get(id))
@@ -468,6 +470,24 @@ fn input_name(input: &Input) -> &'static str {
 /// The W3C trace id of a saga's trace (see `wire::traceparent`).
 fn trace_id(saga_id: SagaId) -> String {
     format!("{:032x}", saga_id.as_uuid().as_u128())
+}
+
+/// The sagas whose logs `preload` reads for `work`, each once: not cached, or an
+/// operator request or a claimed deadline (decided on what the store
+/// holds now, see `handle_item`). Every start has its id by now (`with_id`).
+pub(super) fn preload_ids(work: &[Work], cache: &super::SagaCache) -> Vec<SagaId> {
+    let id = |item: &Work| {
+        let fresh = matches!(item, Work::Request(Request::Operate { .. }) | Work::Deadline(_));
+        let id = match item {
+            Work::Delivery(Delivery { message: Inbound::Start { saga_id, .. }, .. }) | Work::Request(Request::Start { saga_id, .. }) => {
+                (*saga_id)?
+            }
+            other => saga_of(other),
+        };
+        (fresh || !cache.contains(id)).then_some(id)
+    };
+    let ids: std::collections::BTreeSet<SagaId> = work.iter().filter_map(id).collect();
+    ids.into_iter().collect()
 }
 
 fn saga_of(item: &Work) -> SagaId {

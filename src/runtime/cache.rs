@@ -59,6 +59,11 @@ impl SagaCache {
         self.sagas.insert(saga_id, cached);
     }
 
+    /// Whether `saga_id` is cached (not counted as a hit or miss).
+    pub fn contains(&self, saga_id: SagaId) -> bool {
+        self.sagas.contains_key(&saga_id)
+    }
+
     /// Forgets `saga_id` (it finished, or the store may hold more than we do).
     pub fn remove(&mut self, saga_id: SagaId) {
         self.sagas.remove(&saga_id);

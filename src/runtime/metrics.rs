@@ -106,6 +106,11 @@ pub struct Metrics {
     /// Claimed deadlines that turned out to be due no more (another engine
     /// had moved the saga on): with claims working this stays 0.
     pub deadlines_stale: AtomicU64,
+    /// Loads the saga cache answered.
+    pub saga_cache_hits: AtomicU64,
+    /// Loads that had to fold a log from the store (a claimed deadline or
+    /// an operator verb always does: they act on what the store holds).
+    pub saga_cache_misses: AtomicU64,
     families: Mutex<Families>,
     append_seconds: Mutex<Histogram>,
 }
@@ -120,6 +125,8 @@ impl Default for Metrics {
             appends: AtomicU64::default(),
             deadlines_claimed: AtomicU64::default(),
             deadlines_stale: AtomicU64::default(),
+            saga_cache_hits: AtomicU64::default(),
+            saga_cache_misses: AtomicU64::default(),
             families: Mutex::default(),
             append_seconds: Mutex::new(Histogram::new(APPEND_SECONDS_BUCKETS)),
         }
@@ -158,6 +165,22 @@ impl Metrics {
                 _ => {}
             }
         }
+    }
+
+    /// Counts one load of a saga: answered by the cache, or not.
+    pub fn observe_cache(&self, hit: bool) {
+        let counter = if hit { &self.saga_cache_hits } else { &self.saga_cache_misses };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The saga cache's hit rate so far (hits ÷ loads; 0 before any load).
+    pub fn saga_cache_hit_rate(&self) -> f64 {
+        let hits = self.saga_cache_hits.load(std::sync::atomic::Ordering::Relaxed);
+        let misses = self.saga_cache_misses.load(std::sync::atomic::Ordering::Relaxed);
+        if hits + misses == 0 {
+            return 0.0;
+        }
+        hits as f64 / (hits + misses) as f64
     }
 
     /// Records how long one `store.append` took.

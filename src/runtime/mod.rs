@@ -4,7 +4,8 @@
 //! The order, for every batch (group commit):
 //! 1. take up to [`EngineConfig::batch_max`] work items (replies and starts
 //!    from the transport, requests from the API, due deadlines);
-//! 2. for each, load the saga (cache, else fold its log) and `decide`;
+//! 2. load every saga not cached in one store call, then for each item
+//!    take its saga (cache, else fold its log) and `decide`;
 //! 3. append every saga's new events in one store call;
 //! 4. only after the commit: publish commands, arm timers, acknowledge the
 //!    inbound messages and answer the requests. A conflict reloads the
@@ -41,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::saga::{self, Input, Rejection, SagaId, Status};
 use crate::sim::Rng;
-use crate::store::{EventStore, StoreError};
+use crate::store::{self, EventStore, StoreError};
 use crate::transport::jetstream::ACK_WAIT_DEFAULT;
 use crate::transport::{Delivery, Transport};
 
@@ -207,6 +208,8 @@ pub struct Engine<S, T> {
     clock: Clock,
     rng: Rng,
     cache: SagaCache,
+    /// The logs `preload` read for the round being decided.
+    preloaded: store::Logs,
     deadlines: Deadlines,
     requests: mpsc::Receiver<Request>,
     handle: EngineHandle,
@@ -234,6 +237,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             clock,
             rng: Rng::new(seed),
             cache: SagaCache::default(),
+            preloaded: store::Logs::new(),
             deadlines: Deadlines::default(),
             requests,
             handle: EngineHandle { requests: tx },
@@ -384,17 +388,58 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         (claimed, room as usize)
     }
 
-    /// The saga's definition and state: from the cache, else folded from its log.
+    /// The saga's definition and state: from the cache, else folded from
+    /// the log `preload` read for this round, else from the store.
     async fn load(&mut self, saga_id: SagaId) -> Result<Option<cache::Cached>, EngineError> {
         if let Some(entry) = self.cache.get(saga_id) {
+            self.metrics.observe_cache(true);
             return Ok(Some(entry));
         }
-        let events = self.store.load(saga_id, None).await?;
+        let events = match self.preloaded.remove(&saga_id) {
+            Some(events) => events,
+            None => self.store.load(saga_id, None).await?,
+        };
+        let folded = self.fold(saga_id, &events).await?;
+        if folded.is_some() {
+            // A miss is a saga that exists and had to be folded (a new one is neither).
+            self.metrics.observe_cache(false);
+        }
+        Ok(folded)
+    }
+
+    /// The saga folded from `events` (its whole log) on its definition version.
+    async fn fold(&self, saga_id: SagaId, events: &[saga::Recorded]) -> Result<Option<cache::Cached>, EngineError> {
         let Some(saga::SagaEvent::SagaStarted { saga_type, version, .. }) = events.first().map(|r| &r.event) else {
             return Ok(None);
         };
         let def = self.definitions.version(&self.store, saga_type, *version).await?;
-        Ok(saga::fold(&def, saga_id, &events).map(|state| (def, state)))
+        Ok(saga::fold(&def, saga_id, events).map(|state| (def, state)))
+    }
+
+    /// Reads in one store call the logs of the sagas of `work` that `load`
+    /// would otherwise read one by one: those not cached, and those of
+    /// operator requests and claimed deadlines, which act on what the
+    /// store holds now, never on the cache. `load` takes them from here;
+    /// what a round leaves is dropped by the next `preload`. A failed read
+    /// leaves nothing preloaded: each load then asks the store itself.
+    /// `ids` are [`batch::preload_ids`] of the round's work.
+    async fn preload(&mut self, ids: Vec<SagaId>) {
+        self.preloaded = match ids.is_empty() {
+            true => store::Logs::new(),
+            false => match self.store.load_many(&ids).await {
+                Ok(mut logs) => {
+                    // A saga without a log is known absent too: no second query for it.
+                    for id in ids {
+                        logs.entry(id).or_default();
+                    }
+                    logs
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not load a batch's sagas at once; loading them one by one");
+                    store::Logs::new()
+                }
+            },
+        };
     }
 
     /// Carries out the effects of committed events, the one way effects

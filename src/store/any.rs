@@ -4,7 +4,7 @@
 //! store inside, so the shell can be written once for both.
 
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord,
+    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Logs, Page, PoisonEntry, PoisonRecord,
     PostgresStore, RelayCursor, SagaSummary, SchemaVersion, SqliteStore, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
@@ -85,6 +85,14 @@ impl EventStore for AnyStore {
 
     async fn load(&self, saga_id: SagaId, up_to_seq: Option<u64>) -> Result<Vec<Recorded>, StoreError> {
         delegate!(self, store => store.load(saga_id, up_to_seq))
+    }
+
+    async fn load_many(&self, saga_ids: &[SagaId]) -> Result<Logs, StoreError> {
+        delegate!(self, store => store.load_many(saga_ids))
+    }
+
+    async fn logs_in_status(&self, status: Status, after: Option<SagaId>, limit: u32) -> Result<Vec<(SagaId, Vec<Recorded>)>, StoreError> {
+        delegate!(self, store => store.logs_in_status(status, after, limit))
     }
 
     async fn summary(&self, saga_id: SagaId) -> Result<Option<SagaSummary>, StoreError> {

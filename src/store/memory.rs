@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::rules::{check_batch, cut_page, definition_recorded, page_limit, poison_payload};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord,
+    logs_limit, Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Logs, Page, PoisonEntry,
+    PoisonRecord,
     RelayCursor, SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
@@ -115,6 +116,25 @@ impl EventStore for MemoryStore {
         let log = inner.logs.get(&saga_id).map_or(&[][..], Vec::as_slice);
         let up_to_seq = up_to_seq.unwrap_or(u64::MAX);
         Ok(log.iter().take_while(|recorded| recorded.seq <= up_to_seq).cloned().collect())
+    }
+
+    async fn load_many(&self, saga_ids: &[SagaId]) -> Result<Logs, StoreError> {
+        let inner = self.lock()?;
+        let logs = saga_ids.iter().filter_map(|id| Some((*id, inner.logs.get(id).filter(|log| !log.is_empty())?.clone())));
+        Ok(logs.collect())
+    }
+
+    async fn logs_in_status(&self, status: Status, after: Option<SagaId>, limit: u32) -> Result<Vec<(SagaId, Vec<Recorded>)>, StoreError> {
+        let inner = self.lock()?;
+        let rest = match after {
+            Some(after) => inner.sagas.range((Bound::Excluded(after), Bound::Unbounded)),
+            None => inner.sagas.range(..),
+        };
+        Ok(rest
+            .filter(|(_, summary)| summary.status == status)
+            .take(logs_limit(limit) as usize)
+            .map(|(id, _)| (*id, inner.logs.get(id).cloned().unwrap_or_default()))
+            .collect())
     }
 
     async fn summary(&self, saga_id: SagaId) -> Result<Option<SagaSummary>, StoreError> {

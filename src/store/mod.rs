@@ -29,12 +29,24 @@ pub use postgres::PostgresStore;
 pub use sql::{SchemaVersion, SqlStore};
 pub use sqlite::{Pragmas, SqliteStore};
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use crate::saga::{Recorded, SagaId, Status};
 
 /// Most sagas one `list` call returns.
 pub const PAGE_SIZE_MAX: u32 = 500;
+
+/// Most sagas one [`EventStore::logs_in_status`] call returns (with
+/// their events): a page of recovery.
+pub const LOGS_PAGE_MAX: u32 = 2_000;
+
+/// Most sagas one SQL statement names (`load_many`, the seqs read of a
+/// group commit): far below every database's limit of bound parameters.
+pub const IDS_PER_STATEMENT_MAX: usize = 1_000;
+
+/// Whole logs by saga (`load_many`); a saga with no log has no entry.
+pub type Logs = HashMap<SagaId, Vec<Recorded>>;
 
 /// One saga's share of a (possibly grouped) append.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +186,49 @@ pub trait EventStore: Send + Sync + 'static {
     /// (all when `None`). Empty for an unknown saga.
     fn load(&self, saga_id: SagaId, up_to_seq: Option<u64>) -> impl Future<Output = Result<Vec<Recorded>, StoreError>> + Send;
 
+    /// The whole logs of `saga_ids` (each in seq order) in one round trip
+    /// where the backend allows: what `load(id, None)` returns for each,
+    /// without an entry for a saga that has no log.
+    fn load_many(&self, saga_ids: &[SagaId]) -> impl Future<Output = Result<Logs, StoreError>> + Send {
+        async move {
+            let mut logs = Logs::with_capacity(saga_ids.len());
+            for &saga_id in saga_ids {
+                let log = self.load(saga_id, None).await?;
+                if !log.is_empty() {
+                    logs.insert(saga_id, log);
+                }
+            }
+            Ok(logs)
+        }
+    }
+
+    /// Up to `limit` (capped at [`LOGS_PAGE_MAX`]) sagas in `status` with
+    /// an id after `after`, in id order, each with its whole log: one
+    /// query per page of recovery. Fewer than `limit` means the last page.
+    fn logs_in_status(
+        &self,
+        status: Status,
+        after: Option<SagaId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(SagaId, Vec<Recorded>)>, StoreError>> + Send {
+        async move {
+            let filter = ListFilter { statuses: vec![status], ..ListFilter::default() };
+            let mut logs = Vec::new();
+            let (mut cursor, limit) = (after, logs_limit(limit) as usize);
+            while logs.len() < limit {
+                let page = self.list(&filter, cursor, PAGE_SIZE_MAX).await?;
+                for summary in page.sagas.iter().take(limit - logs.len()) {
+                    logs.push((summary.saga_id, self.load(summary.saga_id, None).await?));
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            Ok(logs)
+        }
+    }
+
     /// The projection row of one saga.
     fn summary(&self, saga_id: SagaId) -> impl Future<Output = Result<Option<SagaSummary>, StoreError>> + Send;
 
@@ -241,6 +296,11 @@ pub struct PoisonEntry {
     pub id: i64,
     /// The record.
     pub record: PoisonRecord,
+}
+
+/// The page size `logs_in_status` uses: at least 1, at most [`LOGS_PAGE_MAX`].
+pub(crate) fn logs_limit(limit: u32) -> u32 {
+    limit.clamp(1, LOGS_PAGE_MAX)
 }
 
 /// An engine's lease as the store has it.

@@ -3,8 +3,9 @@
 //! has it, `on` by default, so a commit is durable before `append`
 //! returns), with the migrations under `migrations/postgres`.
 //!
-//! Many engines may write at once: an append locks each saga's projection
-//! row (`FOR UPDATE`), a claim skips rows another claimer holds (`FOR
+//! Many engines may write at once: an append (one statement per batch,
+//! `sql/postgres/append_set.sql`) locks its sagas' projection rows in id
+//! order (`FOR UPDATE`) and writes only those whose last seq is as expected, a claim skips rows another claimer holds (`FOR
 //! UPDATE SKIP LOCKED`), and the relay orders events by transaction, then
 //! position, reading only transactions nothing can commit before any
 //! more. The statements that differ from SQLite's are in `sql/postgres/`.
@@ -15,11 +16,14 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres};
 
-use super::sql::{failed, pool_options, statements, Dialect, SqlStore, Statements};
+use super::sql::{failed, pool_options, statements, Dialect, SetRows, SqlStore, Statements};
 use super::StoreError;
+use crate::saga::SCHEMA_VERSION;
 
 /// Pooled connections per store: appends, claims and reads in parallel.
 const POOL_CONNECTIONS_MAX: u32 = 16;
+/// One wave of a group commit in one statement (`write_set`).
+const APPEND_SET: &str = include_str!("sql/postgres/append_set.sql");
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1), for schema names.
 const SCHEMA_NAME_LEN_MAX: usize = 63;
 
@@ -93,6 +97,31 @@ impl Dialect for Postgres {
     /// resources) and 57 (operator intervention: shutdown, cancel).
     fn is_transient_code(code: &str) -> bool {
         ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class))
+    }
+
+    /// One statement: the wave's columns bound as arrays and unnested
+    /// (`append_set.sql`), whatever the number of sagas.
+    async fn write_set(conn: &mut PgConnection, rows: &SetRows) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar::<_, String>(APPEND_SET)
+            .bind(&rows.saga_ids)
+            .bind(&rows.expected_seqs)
+            .bind(&rows.saga_types)
+            .bind(&rows.versions)
+            .bind(&rows.statuses)
+            .bind(&rows.current_steps)
+            .bind(&rows.started_at_ms)
+            .bind(&rows.updated_at_ms)
+            .bind(&rows.last_seqs)
+            .bind(&rows.deadlines_ms)
+            .bind(&rows.event_saga_ids)
+            .bind(&rows.event_seqs)
+            .bind(&rows.event_types)
+            .bind(&rows.event_data)
+            .bind(&rows.event_at_ms)
+            .bind(i32::from(SCHEMA_VERSION))
+            .fetch_all(conn)
+            .await
+            .map_err(failed::<Postgres>("appending events"))
     }
 }
 

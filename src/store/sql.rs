@@ -16,11 +16,11 @@ use sqlx::{Database, Pool};
 
 use self::driver::Param::{Bytes, Int, Text};
 use self::driver::{Param, Row};
-use self::rows::{count_statement, from_i64, recorded_from, saga_id_from, summary_from, summary_statement};
+use self::rows::{count_statement, from_i64, logs_statement, recorded_from, saga_id_from, summary_from, summary_statement};
 use super::rules::{cut_page, definition_recorded, page_limit, poison_payload, status_counts};
 use super::{
-    Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Page, PoisonEntry, PoisonRecord,
-    RelayCursor, SagaSummary, StoreError,
+    logs_limit, Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Logs, Page, PoisonEntry,
+    PoisonRecord, RelayCursor, SagaSummary, StoreError, IDS_PER_STATEMENT_MAX,
 };
 use crate::saga::{Recorded, SagaId, Status};
 
@@ -32,6 +32,7 @@ mod rows;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use append::{write_values, SetRows};
 pub(crate) use dialect::{failed, migration_failed, statements, Dialect, Statements};
 pub(crate) use rows::list_statement;
 
@@ -43,6 +44,7 @@ const IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
 const CONNECTION_LIFETIME_MS: u64 = 30 * 60 * 1_000;
 
 const LOAD_EVENTS: &str = include_str!("sql/load_events.sql");
+const LOGS_IN_STATUS: &str = include_str!("sql/logs_in_status.sql");
 const LOAD_DEFINITION: &str = include_str!("sql/load_definition.sql");
 const RECORD_POISON: &str = include_str!("sql/record_poison.sql");
 const POISON: &str = include_str!("sql/poison.sql");
@@ -175,6 +177,30 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 }
 
+/// Rows of events of several sagas, ordered by saga then seq (`saga_id`
+/// and the event columns), handed to `each` one whole log at a time.
+fn gather_logs<DB: Dialect>(rows: &[Row<DB>], mut each: impl FnMut(SagaId, Vec<Recorded>)) -> Result<(), StoreError> {
+    let mut current: Option<(String, SagaId, Vec<Recorded>)> = None;
+    for row in rows {
+        let text: String = row.get("saga_id")?;
+        let same = current.as_ref().is_some_and(|(id, _, _)| *id == text);
+        if !same {
+            if let Some((_, saga_id, log)) = current.take() {
+                each(saga_id, log);
+            }
+            let saga_id = saga_id_from(&text)?;
+            current = Some((text, saga_id, Vec::new()));
+        }
+        if let Some((_, saga_id, log)) = current.as_mut() {
+            log.push(recorded_from(*saga_id, row)?);
+        }
+    }
+    if let Some((_, saga_id, log)) = current {
+        each(saga_id, log);
+    }
+    Ok(())
+}
+
 impl<DB: Dialect> EventStore for SqlStore<DB> {
     async fn append(&self, batch: &[Append]) -> Result<Vec<AppendOutcome>, StoreError> {
         append::append(&self.pool, batch).await
@@ -185,6 +211,29 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
         let up_to_seq = up_to_seq.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
         let rows = self.run("loading a saga's events", LOAD_EVENTS, &[Text(&saga_id.to_string()), Int(up_to_seq)]).await?;
         rows.iter().map(|row| recorded_from(saga_id, row)).collect()
+    }
+
+    async fn load_many(&self, saga_ids: &[SagaId]) -> Result<Logs, StoreError> {
+        let mut logs = Logs::with_capacity(saga_ids.len());
+        let texts: Vec<String> = saga_ids.iter().map(SagaId::to_string).collect();
+        for chunk in texts.chunks(IDS_PER_STATEMENT_MAX) {
+            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let statement = logs_statement(&ids);
+            let rows = self.run("loading sagas' events", &statement.sql, &statement.params).await?;
+            gather_logs(&rows, |saga_id, log| {
+                logs.insert(saga_id, log);
+            })?;
+        }
+        Ok(logs)
+    }
+
+    async fn logs_in_status(&self, status: Status, after: Option<SagaId>, limit: u32) -> Result<Vec<(SagaId, Vec<Recorded>)>, StoreError> {
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let params = [Text(status.as_str()), Text(&after), Int(i64::from(logs_limit(limit)))];
+        let rows = self.run("loading a page of sagas with their events", LOGS_IN_STATUS, &params).await?;
+        let mut logs = Vec::new();
+        gather_logs(&rows, |saga_id, log| logs.push((saga_id, log)))?;
+        Ok(logs)
     }
 
     async fn summary(&self, saga_id: SagaId) -> Result<Option<SagaSummary>, StoreError> {

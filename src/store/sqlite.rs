@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::Sqlite;
+use sqlx::{Sqlite, SqliteConnection};
 
-use super::sql::{failed, pool_options, statements, Dialect, SqlStore, Statements};
+use super::sql::{failed, pool_options, statements, write_values, Dialect, SetRows, SqlStore, Statements};
 use super::StoreError;
 
 /// How long a connection waits for another one's write lock before failing.
@@ -79,6 +79,12 @@ impl Dialect for Sqlite {
     fn is_transient_code(code: &str) -> bool {
         let primary = code.parse::<i32>().map_or(0, |code| code & 0xff);
         matches!(primary, 5 | 6 | 10 | 13)
+    }
+
+    /// Under the one write lock: read the seqs, then one multi-row insert
+    /// of the events and one multi-row upsert of the projection rows.
+    async fn write_set(conn: &mut SqliteConnection, rows: &SetRows) -> Result<Vec<String>, StoreError> {
+        write_values::<Sqlite>(conn, rows).await
     }
 }
 

@@ -146,6 +146,10 @@ async fn metrics_count_sagas_by_type_and_status_and_time_the_steps() {
     assert_eq!(value("jetsaga_commands_sent_total"), 9.0);
     assert!(value("jetsaga_store_append_duration_seconds_count") >= 1.0);
     assert!(value("jetsaga_group_commits_total") >= 1.0);
+    // Every reply after a saga's first commit finds it in the engine's cache;
+    // the misses are exported beside the hits (value() fails on a missing series).
+    assert!(value("jetsaga_saga_cache_hits_total") >= 1.0);
+    assert!(value("jetsaga_saga_cache_misses_total") <= value("jetsaga_saga_cache_hits_total"));
     assert_eq!(value("jetsaga_event_relay_lag_seconds"), 0.0);
     assert!(text.contains("# TYPE jetsaga_step_duration_seconds histogram\n"), "{text}");
     assert!(!text.contains("0190a5c4"), "no saga id in a label: {text}");

@@ -310,6 +310,80 @@ async fn group_commits_a_hundred_sagas<S: EventStore>(store: S) {
     assert_eq!(store.list(&ListFilter::default(), None, 200).await.unwrap().sagas.len(), 100);
 }
 
+/// A group commit of many sagas, every third one stale: those conflict
+/// alone, with their actual seq, none of their events is written, and the
+/// others commit whole, in the relay's order.
+async fn a_group_commit_writes_every_saga_but_the_stale_ones<S: EventStore>(store: S) {
+    append_ok(&store, (1..=300).map(|n| append(id(n), 0, 2)).collect()).await;
+    let stale = |n: u128| n % 3 == 0;
+    let batch: Vec<Append> =
+        (1..=300).map(|n| if stale(n) { append(id(n), 1, 2) } else { append(id(n), 2, 2) }).chain([append(id(301), 0, 3)]).collect();
+    let outcomes = store.append(&batch).await.unwrap();
+    for (n, outcome) in (1..=301).zip(&outcomes) {
+        let want = if n <= 300 && stale(n) { AppendOutcome::Conflict { actual_seq: 2 } } else { AppendOutcome::Committed };
+        assert_eq!(*outcome, want, "saga {n}");
+    }
+    for n in 1..=300 {
+        let log = store.load(id(n), None).await.unwrap();
+        let last = if stale(n) { 2 } else { 4 };
+        assert_eq!(seqs(&log), (1..=last).collect::<Vec<_>>(), "saga {n}");
+        assert_eq!(store.summary(id(n)).await.unwrap().map(|s| s.last_seq), Some(last), "saga {n}");
+    }
+    let (mut cursor, mut last_seq) = (RelayCursor::default(), std::collections::HashMap::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(FEED_WAIT_MS);
+    while last_seq.values().sum::<u64>() < 300 * 2 + 200 * 2 + 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the feed did not catch up within {FEED_WAIT_MS} ms");
+        let events = store.committed_after(cursor, PAGE_SIZE_MAX).await.unwrap();
+        for event in &events {
+            let before = last_seq.insert(event.saga_id, event.recorded.seq).unwrap_or(0);
+            assert_eq!(event.recorded.seq, before + 1, "the relay sees saga {}'s events in seq order", event.saga_id);
+        }
+        match events.last() {
+            Some(last) => cursor = last.cursor,
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(last_seq.len(), 301);
+}
+
+/// `load_many` reads what `load` reads, for many sagas at once.
+async fn load_many_reads_every_log_at_once<S: EventStore>(store: S) {
+    append_ok(&store, vec![append(id(1), 0, 3), append(id(2), 0, 1)]).await;
+    append_ok(&store, (10..1_300).map(|n| append(id(n), 0, 2)).collect()).await;
+    let logs = store.load_many(&[id(2), id(1), id(3)]).await.unwrap();
+    assert_eq!(logs.len(), 2, "no entry for a saga without a log");
+    assert_eq!(logs[&id(1)], store.load(id(1), None).await.unwrap());
+    assert_eq!(seqs(&logs[&id(2)]), vec![1]);
+    let many: Vec<SagaId> = (10..1_300).map(id).collect();
+    let logs = store.load_many(&many).await.unwrap();
+    assert_eq!(logs.len(), many.len(), "more sagas than one statement names");
+    assert!(many.iter().all(|n| seqs(&logs[n]) == vec![1, 2]));
+    assert!(store.load_many(&[]).await.unwrap().is_empty());
+}
+
+/// Recovery's pages: the sagas of one status after a cursor, in id order,
+/// each with its whole log.
+async fn logs_in_status_pages_through_one_status<S: EventStore>(store: S) {
+    seed_for_filters(&store).await;
+    append_ok(
+        &store,
+        vec![{
+            let mut more = append(id(1), 1, 2);
+            more.summary.status = Status::Running;
+            more
+        }],
+    )
+    .await;
+    let stuck = store.logs_in_status(Status::Stuck, None, 10).await.unwrap();
+    assert_eq!(stuck.iter().map(|(id, _)| id.as_uuid().as_u128()).collect::<Vec<_>>(), vec![2, 4]);
+    assert_eq!(stuck[0].1, store.load(id(2), None).await.unwrap());
+    let first = store.logs_in_status(Status::Running, None, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].0, seqs(&first[0].1)), (id(1), vec![1, 2, 3]));
+    assert!(store.logs_in_status(Status::Running, Some(id(1)), 1).await.unwrap().is_empty());
+    assert_eq!(store.logs_in_status(Status::Stuck, Some(id(2)), 10).await.unwrap().len(), 1);
+}
+
 async fn summary_follows_each_append<S: EventStore>(store: S) {
     append_ok(&store, vec![append(id(1), 0, 2)]).await;
     assert_eq!(store.summary(id(1)).await.unwrap(), Some(summary(id(1), Status::Running, 2)));
@@ -661,7 +735,8 @@ macro_rules! contract_suite {
                 round_trips_every_event_type, loads_up_to_seq, unknown_saga_is_empty, empty_batch_commits_nothing,
                 stale_expected_seq_conflicts_alone, new_saga_twice_conflicts, one_batch_may_append_to_a_saga_twice, malformed_append_is_an_error_and_commits_nothing,
                 concurrent_appends_one_wins_per_seq, concurrent_creators_of_one_saga_one_wins, concurrent_writers_that_retry_keep_the_log_contiguous,
-                group_commits_a_hundred_sagas, summary_follows_each_append, list_filters_narrow, count_by_status_counts_the_statuses_asked_for,
+                group_commits_a_hundred_sagas, a_group_commit_writes_every_saga_but_the_stale_ones, load_many_reads_every_log_at_once,
+                logs_in_status_pages_through_one_status, summary_follows_each_append, list_filters_narrow, count_by_status_counts_the_statuses_asked_for,
                 cursor_walks_every_saga_once_in_order, limit_is_clamped, definitions_are_recorded_once,
                 claim_due_takes_due_unclaimed_sagas_oldest_first, an_append_ends_a_claim, claim_due_limit_is_clamped,
                 concurrent_claimers_get_disjoint_sets, poison_is_kept_with_its_payload_cut,

@@ -2,9 +2,10 @@
 //!
 //! A [`Dialect`] is a sqlx driver (`Sqlite`, `Postgres`) plus: how a
 //! writer excludes other writers (SQLite's one write lock taken up front,
-//! PostgreSQL's row locks), the four statements whose text differs (the
-//! lock on the saga being appended to, the JSON column, the relay's global
-//! order, the deadline claim), the migrations, and which of the database's
+//! PostgreSQL's row locks), how a group commit writes a set of sagas at
+//! once ([`Dialect::write_set`]: multi-row statements, or arrays), the
+//! statements whose text differs (the relay's global order, the deadline
+//! claim, recording a definition), the migrations, and which of the database's
 //! error codes name a condition that passes. Connection options (SQLite's
 //! pragmas, PostgreSQL's schema, pool sizes) differ too, but only in the
 //! constructors, so they stay in `sqlite.rs` and `postgres.rs`.
@@ -12,8 +13,11 @@
 //! Every other statement is one text in `sql/*.sql` with `$n` parameters,
 //! which both dialects read.
 
+use std::future::Future;
+
 use sqlx::migrate::{MigrateError, Migrator};
 
+use super::append::SetRows;
 use super::driver::Driver;
 use crate::store::{DatabaseError, StoreError};
 
@@ -31,6 +35,17 @@ pub trait Dialect: Driver {
     /// time: a lost connection, contention, exhausted resources, a
     /// shutdown.
     fn is_transient_code(code: &str) -> bool;
+
+    /// One wave of a group commit (`append.rs`), inside its transaction:
+    /// writes every saga of `rows` whose last seq is still its expected
+    /// one (its events and its projection row, which ends any deadline
+    /// claim), nothing of the others, and returns the sagas written. Rows
+    /// are taken in saga id order. A constant number of statements,
+    /// whatever the number of sagas.
+    fn write_set<'c>(
+        conn: &'c mut Self::Connection,
+        rows: &'c SetRows,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send + 'c;
 }
 
 /// The statements whose text differs between dialects, one `.sql` file
@@ -41,13 +56,6 @@ pub struct Statements {
     /// one write lock up front (`BEGIN IMMEDIATE`); PostgreSQL begins
     /// plainly and locks rows as it goes.
     pub begin_write: &'static str,
-    /// `last_seq_locked.sql`: `$1` saga id → at most one row, `last_seq`:
-    /// the saga's last seq, read so that no other writer can move it
-    /// before this transaction ends.
-    pub last_seq_locked: &'static str,
-    /// `insert_event.sql`: `$1` saga id, `$2` seq, `$3` event type, `$4`
-    /// schema version, `$5` data (JSON text), `$6` at_ms.
-    pub insert_event: &'static str,
     /// `committed_after.sql`: `$1` tx, `$2` position (the cursor), `$3`
     /// limit → the events after the cursor in global commit order (`tx`,
     /// `position`, `saga_id`, `saga_type` and the event columns), only
@@ -69,8 +77,6 @@ macro_rules! statements {
     ($dialect:literal) => {
         $crate::store::sql::Statements {
             begin_write: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/begin_write.sql")),
-            last_seq_locked: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/last_seq_locked.sql")),
-            insert_event: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/insert_event.sql")),
             committed_after: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/committed_after.sql")),
             claim_due: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/claim_due.sql")),
             record_definition: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/sql/", $dialect, "/record_definition.sql")),

@@ -7,13 +7,18 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::append::SetRows;
 use super::driver::{Driver, Param, Row};
-use crate::saga::{decode, encode, DecodeError, Recorded, SagaId, Status};
-use crate::store::{Append, ListFilter, SagaSummary, StoreError};
+use crate::saga::{decode_text, encode, DecodeError, Recorded, SagaId, Status, SCHEMA_VERSION};
+use crate::store::{ListFilter, SagaSummary, StoreError};
 
 /// `SELECT` of the `sagas` columns [`summary_from`] reads, `WHERE TRUE`:
 /// conditions follow as ` AND …`.
 const SELECT_SAGAS: &str = include_str!("select_sagas.sql");
+/// `SELECT` of the events of sagas `IN (`: the ids, `)` and the order follow.
+const LOAD_LOGS: &str = include_str!("load_logs.sql");
+/// The `ON CONFLICT` clause of the projection's multi-row upsert.
+const UPSERT_SAGAS_ON_CONFLICT: &str = include_str!("upsert_sagas_on_conflict.sql");
 
 /// A statement built at run time: text with `$n` placeholders (which both
 /// dialects read) and its parameters in order.
@@ -106,24 +111,73 @@ pub(super) fn saga_id_from(text: &str) -> Result<SagaId, StoreError> {
     SagaId::parse(text).map_err(|error| StoreError::corrupt(format!("stored {error}")))
 }
 
-/// One event as its row, converted before the write so that the write
-/// itself can only fail in the database.
-pub(super) struct EventRow {
-    pub(super) seq: i64,
-    pub(super) event_type: &'static str,
-    pub(super) data: String,
-    pub(super) at_ms: i64,
+/// An event as its row's type and data (JSON text).
+pub(super) fn encoded(event: &crate::saga::SagaEvent) -> (&'static str, String) {
+    let (event_type, data) = encode(event);
+    (event_type, data.to_string())
 }
 
-pub(super) fn event_rows(append: &Append) -> Result<Vec<EventRow>, StoreError> {
-    append
-        .events
-        .iter()
-        .map(|recorded| {
-            let (event_type, data) = encode(&recorded.event);
-            Ok(EventRow { seq: to_i64(recorded.seq, "seq")?, event_type, data: data.to_string(), at_ms: recorded.at_ms })
-        })
-        .collect()
+/// `(saga_id, last_seq)` of those of `saga_ids` that have a projection row.
+pub(super) fn seqs_statement<'a>(saga_ids: &[&'a str]) -> Statement<'a> {
+    let mut statement = Statement::new("SELECT saga_id, last_seq FROM sagas WHERE saga_id IN (");
+    statement.bind_all(saga_ids.iter().map(|id| Param::Text(id))).push(")");
+    statement
+}
+
+/// The whole logs of `saga_ids`, by saga, then seq.
+pub(super) fn logs_statement<'a>(saga_ids: &[&'a str]) -> Statement<'a> {
+    let mut statement = Statement::new(LOAD_LOGS);
+    statement.bind_all(saga_ids.iter().map(|id| Param::Text(id))).push(") ORDER BY saga_id, seq");
+    statement
+}
+
+/// One multi-row insert of the events at `indices` of `rows`.
+pub(super) fn insert_events_statement<'a>(rows: &'a SetRows, indices: &[usize]) -> Statement<'a> {
+    let mut statement = Statement::new("INSERT INTO events (saga_id, seq, event_type, schema_version, data, at_ms) VALUES ");
+    for (n, &e) in indices.iter().enumerate() {
+        statement.push(if n == 0 { "(" } else { ", (" });
+        statement.bind_all(
+            [
+                Param::Text(&rows.event_saga_ids[e]),
+                Param::Int(rows.event_seqs[e]),
+                Param::Text(&rows.event_types[e]),
+                Param::Int4(i32::from(SCHEMA_VERSION)),
+                Param::Text(&rows.event_data[e]),
+                Param::Int(rows.event_at_ms[e]),
+            ]
+            .into_iter(),
+        );
+        statement.push(")");
+    }
+    statement
+}
+
+/// One multi-row upsert of the projection rows at `indices` of `rows`; an
+/// append ends any claim on the saga's deadline.
+pub(super) fn upsert_sagas_statement<'a>(rows: &'a SetRows, indices: &[usize]) -> Statement<'a> {
+    let mut statement = Statement::new(
+        "INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, claimed_until_ms) VALUES ",
+    );
+    for (n, &i) in indices.iter().enumerate() {
+        statement.push(if n == 0 { "(" } else { ", (" });
+        statement.bind_all(
+            [
+                Param::Text(&rows.saga_ids[i]),
+                Param::Text(&rows.saga_types[i]),
+                Param::Int(rows.versions[i]),
+                Param::Text(&rows.statuses[i]),
+                Param::OptText(rows.current_steps[i].as_deref()),
+                Param::Int(rows.started_at_ms[i]),
+                Param::Int(rows.updated_at_ms[i]),
+                Param::Int(rows.last_seqs[i]),
+                Param::OptInt(rows.deadlines_ms[i]),
+            ]
+            .into_iter(),
+        );
+        statement.push(", NULL)");
+    }
+    statement.push("\n").push(UPSERT_SAGAS_ON_CONFLICT);
+    statement
 }
 
 /// An event from its columns `seq`, `event_type`, `schema_version`,
@@ -133,10 +187,11 @@ pub(super) fn recorded_from<DB: Driver>(saga_id: SagaId, row: &Row<DB>) -> Resul
     let event_type: String = row.get("event_type")?;
     let schema_version = from_i64(i64::from(row.get::<i32>("schema_version")?), "schema_version")?;
     let data: String = row.get("data")?;
-    let decode_error = |source: DecodeError| StoreError::Decode { saga_id, seq, source: Arc::new(source) };
-    let data =
-        serde_json::from_str(&data).map_err(|source| decode_error(DecodeError::Malformed { event_type: event_type.clone(), source }))?;
-    let event = decode(schema_version, &event_type, data).map_err(decode_error)?;
+    let event = decode_text(schema_version, &event_type, &data).map_err(|source: DecodeError| StoreError::Decode {
+        saga_id,
+        seq,
+        source: Arc::new(source),
+    })?;
     Ok(Recorded { seq, at_ms: row.get("at_ms")?, event })
 }
 
