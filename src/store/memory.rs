@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::rules::{check_batch, cut_page, definition_recorded, page_limit, poison_payload};
 use super::{
     logs_limit, Append, AppendOutcome, CommittedEvent, DefinitionRecord, EngineLease, EventStore, ListFilter, Logs, Page, PoisonEntry,
-    PoisonRecord,
-    RelayCursor, SagaSummary, StoreError,
+    PoisonRecord, RelayCursor, SagaSummary, StoreError,
 };
 use crate::saga::{Recorded, SagaId, Status};
 
