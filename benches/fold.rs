@@ -20,6 +20,10 @@ use jetsaga::definition::{Catalog, Kind};
 use jetsaga::saga::{decode, decode_text, encode, fold, Recorded, SagaEvent, SagaId, Status};
 use serde_json::{json, Value};
 
+/// The allocator the `jetsaga` binary runs with (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TRIP: &str = include_str!("../sagas/trip_booking.toml");
 
 fn main() {

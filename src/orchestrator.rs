@@ -133,6 +133,7 @@ pub struct Orchestrator<S> {
     store: S,
     handle: EngineHandle,
     metrics: Arc<Metrics>,
+    relay: Arc<RelayStatus>,
     transport: AnyTransport,
     ops_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -196,7 +197,7 @@ impl<S: EventStore + Clone> Orchestrator<S> {
             let consumers = js.orchestrator_consumers().await.map_err(OrchestratorError::Consumers)?;
             tasks.spawn("inbound consumers", consumers.run(inbound_tx, poison, stopped(&stop)));
             let (store, sink, status) = (store.clone(), js.as_ref().clone(), relay_status.clone());
-            tasks.spawn("event relay", relay::run(store, sink, RELAY_NAME, status, stopped(&stop)));
+            tasks.spawn("event relay", relay::run(store, sink, RELAY_NAME, status, clock, stopped(&stop)));
         } else {
             drop(inbound_tx);
         }
@@ -213,7 +214,7 @@ impl<S: EventStore + Clone> Orchestrator<S> {
                     definitions,
                     readiness,
                     metrics: metrics.clone(),
-                    relay: relay_status,
+                    relay: relay_status.clone(),
                     gate: access.gate(addr),
                     limits,
                     clock,
@@ -230,7 +231,7 @@ impl<S: EventStore + Clone> Orchestrator<S> {
             None => None,
         };
         let engine = tokio::spawn(engine.run(inbound, stopped(&stop)));
-        Ok(Self { store, handle, metrics, transport, ops_addr, stop, engine, tasks: tasks.handles, ended })
+        Ok(Self { store, handle, metrics, relay: relay_status, transport, ops_addr, stop, engine, tasks: tasks.handles, ended })
     }
 }
 
@@ -238,6 +239,11 @@ impl<S> Orchestrator<S> {
     /// Starts sagas and applies operator verbs.
     pub fn handle(&self) -> EngineHandle {
         self.handle.clone()
+    }
+
+    /// How the event relay is doing (its lag; idle without a broker).
+    pub fn relay(&self) -> Arc<RelayStatus> {
+        self.relay.clone()
     }
 
     /// The event store.

@@ -2,6 +2,11 @@
 //! prefix of the run's own, and their removal afterwards.
 
 use jetsaga::store::PostgresStore;
+
+/// The allocator the `jetsaga` binary runs with (`src/main.rs`), so a
+/// bench measures what `serve` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use jetsaga::transport::jetstream::{JetStreamConfig, NatsConnection};
 use jetsaga::wire::Subjects;
 

@@ -196,7 +196,10 @@ impl Service<CommandBody> for Simulated {
         let this = self.clone();
         Box::pin(async move {
             let roll = this.roll(command.attempt);
-            tokio::time::sleep(roll.latency).await;
+            if !roll.latency.is_zero() {
+                // A zero sleep still waits for the timer's next tick (about 1 ms).
+                tokio::time::sleep(roll.latency).await;
+            }
             this.perform(&command, &roll)
         })
     }

@@ -1,12 +1,14 @@
 //! One round of the engine: decide every work item, append every touched
-//! saga's events in one call (group commit), then carry out effects and
-//! answer callers, in that order.
+//! saga's events in one call (group commit), then set deadlines and update
+//! the cache, and hand the commands and callers to the second stage
+//! (`effects.rs`), in that order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::Instrument as _;
 
+use super::effects::Committed;
 use super::{Engine, EngineError, Request, Started, CONFLICT_RETRIES_MAX, STORE_RETRY_MS};
 use crate::definition::SagaDefinition;
 use crate::saga::{self, Context, Effect, Input, Recorded, Rejection, SagaId, SagaState, Status};
@@ -26,7 +28,7 @@ pub(super) enum Work {
 
 /// What a work item's caller is told once its events are committed.
 #[derive(Debug, Clone, Copy)]
-enum Answer {
+pub(super) enum Answer {
     /// Acknowledge the message / report the saga's status.
     Done,
     /// A start: created, or it already existed.
@@ -236,36 +238,38 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         entry.items.push((item, answer));
     }
 
-    /// After the commit, in this order: carry out every saga's effects
-    /// (publish the batch's commands, set or clear deadlines), then per
-    /// saga count what happened, update the cache and answer its callers.
+    /// After the commit: per saga, count what happened, set or clear its
+    /// deadline and update the cache; then hand the batch's commands and
+    /// callers to the second stage, which publishes the commands before it
+    /// acknowledges and answers (see `effects.rs`).
     async fn after_commit(&mut self, done: Vec<Touched>) {
         crate::crash_point!("engine-after-commit");
-        let effects = done.iter().flat_map(|t| t.effects.iter().map(|e| (t.state.id, e.clone()))).collect();
-        self.carry_out(effects).await;
-        crate::crash_point!("engine-after-publish");
+        let mut committed = Committed::default();
         for t in done {
             let span =
                 tracing::info_span!("commit", saga_id = %t.state.id, saga_type = %t.state.saga_type, trace_id = %trace_id(t.state.id));
             in_saga_trace(&span, t.state.id);
             let _entered = span.enter();
-            self.committed(t);
+            self.committed(t, &mut committed);
         }
+        self.stage().submit(committed).await;
     }
 
-    /// One saga's bookkeeping after its events are committed and its effects carried out.
-    fn committed(&mut self, t: Touched) {
+    /// One saga's bookkeeping after its events are committed; its commands
+    /// and callers join `committed`.
+    fn committed(&mut self, t: Touched, committed: &mut Committed) {
         let id = t.state.id;
         self.metrics.observe_commit(&t.def, &t.state, &t.events);
+        for effect in t.effects {
+            self.schedule(id, effect, committed);
+        }
         let status = t.state.status;
         if status.is_terminal() {
             self.cache.remove(id);
         } else {
             self.cache.insert(id, (t.def.clone(), t.state));
         }
-        for (item, answer) in t.items {
-            answer_item(item, answer, id, status);
-        }
+        committed.answers.extend(t.items.into_iter().map(|(item, answer)| (item, answer, id, status)));
     }
 
     /// An input whose commands or events would not fit the broker: a
@@ -494,7 +498,8 @@ fn saga_of(item: &Work) -> SagaId {
     input_of(item).0
 }
 
-fn answer_item(item: Work, answer: Answer, saga_id: SagaId, status: Status) {
+/// Tells a work item's caller the outcome: acknowledges a message, answers a request.
+pub(super) fn answer_item(item: Work, answer: Answer, saga_id: SagaId, status: Status) {
     match (item, answer) {
         (Work::Delivery(d), _) => d.ack.ack(),
         (Work::Request(Request::Start { respond, .. }), Answer::Started { created }) => {

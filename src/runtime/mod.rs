@@ -7,9 +7,11 @@
 //! 2. load every saga not cached in one store call, then for each item
 //!    take its saga (cache, else fold its log) and `decide`;
 //! 3. append every saga's new events in one store call;
-//! 4. only after the commit: publish commands, arm timers, acknowledge the
-//!    inbound messages and answer the requests. A conflict reloads the
-//!    saga and decides again.
+//! 4. only after the commit: arm timers and update the cache, then hand
+//!    the batch to the second stage (`effects.rs`), which publishes its
+//!    commands, then acknowledges its inbound messages and answers its
+//!    requests, while this loop already decides and commits the next
+//!    batch. A conflict reloads the saga and decides again.
 //!
 //! On start, [`Engine::run`] first recovers: every unfinished saga is
 //! folded from its log, its in-flight command re-sent with the same
@@ -20,6 +22,7 @@ mod cache;
 mod clock;
 mod deadlines;
 mod definitions;
+mod effects;
 pub mod metrics;
 pub mod poison;
 mod recovery;
@@ -30,6 +33,7 @@ pub use cache::{Cached, SagaCache, SAGA_CACHE_MAX};
 pub use clock::Clock;
 pub use deadlines::{Deadlines, LOCAL_DEADLINES_MAX};
 pub use definitions::Definitions;
+pub use effects::EFFECTS_QUEUE_MAX;
 pub use metrics::Metrics;
 pub use poison::StorePoison;
 
@@ -202,7 +206,9 @@ impl EngineHandle {
 /// The orchestrator engine over a store and a transport.
 pub struct Engine<S, T> {
     store: S,
-    transport: T,
+    transport: Arc<T>,
+    /// The second stage: publishes committed batches' commands and answers their callers.
+    effects: Option<effects::EffectsStage<T>>,
     definitions: Arc<Definitions>,
     config: EngineConfig,
     clock: Clock,
@@ -231,7 +237,8 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         let poison = StorePoison::new(store.clone(), metrics.clone(), clock);
         Self {
             store,
-            transport,
+            transport: Arc::new(transport),
+            effects: None,
             definitions,
             config,
             clock,
@@ -334,6 +341,9 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             if !work.is_empty() {
                 self.process(work).await;
             }
+        }
+        if let Some(stage) = self.effects.take() {
+            stage.finish().await;
         }
         tracing::info!("engine stopped");
         Ok(())
@@ -442,30 +452,30 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         };
     }
 
-    /// Carries out the effects of committed events, the one way effects
-    /// are carried out: every command is published (concurrently: their
-    /// events are durable, and a lost one becomes a timeout and a retry),
-    /// then each saga's local deadline is set or cleared.
+    /// The second stage, started on first use.
+    fn stage(&mut self) -> &effects::EffectsStage<T> {
+        let (transport, metrics) = (&self.transport, &self.metrics);
+        self.effects.get_or_insert_with(|| effects::EffectsStage::start(transport.clone(), metrics.clone()))
+    }
+
+    /// Takes one effect of a committed event: a deadline is set or cleared
+    /// here and now, a command joins `committed` for the second stage.
+    fn schedule(&mut self, saga_id: SagaId, effect: saga::Effect, committed: &mut effects::Committed) {
+        match effect {
+            saga::Effect::Send(command) => committed.commands.push(command),
+            saga::Effect::SetDeadline { at_ms } => self.deadlines.set(saga_id, at_ms),
+            saga::Effect::ClearDeadline => self.deadlines.clear(saga_id),
+        }
+    }
+
+    /// Carries out the effects of committed events (recovery's): deadlines
+    /// at once, commands through the second stage, concurrently with what
+    /// the engine does next.
     async fn carry_out(&mut self, effects: Vec<(SagaId, saga::Effect)>) {
-        let transport = &self.transport;
-        let sends = effects.iter().filter_map(|(_, effect)| match effect {
-            saga::Effect::Send(command) => Some(command),
-            _ => None,
-        });
-        let published = futures_util::future::join_all(sends.map(|c| async move { (c, transport.send(c).await) })).await;
-        for (command, result) in published {
-            self.metrics.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(error) = result {
-                // The deadline is set: the timeout turns this into a retry.
-                tracing::warn!(saga_id = %command.saga_id, step = %command.step, kind = %command.kind, attempt = command.attempt, %error, "command not published");
-            }
-        }
+        let mut committed = effects::Committed::default();
         for (saga_id, effect) in effects {
-            match effect {
-                saga::Effect::Send(_) => {}
-                saga::Effect::SetDeadline { at_ms } => self.deadlines.set(saga_id, at_ms),
-                saga::Effect::ClearDeadline => self.deadlines.clear(saga_id),
-            }
+            self.schedule(saga_id, effect, &mut committed);
         }
+        self.stage().submit(committed).await;
     }
 }

@@ -240,9 +240,16 @@ async fn the_relay_outlives_a_database_outage() {
     let sink = Published { max: usize::MAX, ..Published::default() };
     let status = Arc::new(jetsaga::runtime::relay::RelayStatus::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(jetsaga::runtime::relay::run(store.clone(), sink.clone(), "events", status.clone(), async {
-        let _ = stopped.await;
-    }));
+    let relay = tokio::spawn(jetsaga::runtime::relay::run(
+        store.clone(),
+        sink.clone(),
+        "events",
+        status.clone(),
+        jetsaga::runtime::Clock::system(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     crate::support::eventually!("the first saga published", (sink.seqs().len() == 3).then_some(()));
     store.go_down();
     crate::support::eventually!("the relay to say it is failing", status.failing().then_some(()));
@@ -266,9 +273,16 @@ async fn an_event_too_large_for_the_broker_does_not_block_the_relay() {
     let sink = Published { max: 4_096, ..Published::default() };
     let status = Arc::new(jetsaga::runtime::relay::RelayStatus::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(jetsaga::runtime::relay::run(store, sink.clone(), "events", status.clone(), async {
-        let _ = stopped.await;
-    }));
+    let relay = tokio::spawn(jetsaga::runtime::relay::run(
+        store,
+        sink.clone(),
+        "events",
+        status.clone(),
+        jetsaga::runtime::Clock::system(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     crate::support::eventually!("every event published", (sink.seqs() == vec![1, 2, 3, 4]).then_some(()));
     let stub = sink.events.lock().expect("published")[1].2.clone();
     assert_eq!(stub["type"], "input_ignored");
