@@ -20,6 +20,8 @@ pub mod invariants;
 mod state;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
 
 pub use backoff::delay_ms;

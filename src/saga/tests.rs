@@ -27,8 +27,12 @@ fn definition(steps: &[(&str, &str, Option<&str>)]) -> SagaDefinition {
                 compensation: compensation.map(|c| ActionName::parse(c).unwrap()),
                 timeout_ms: TIMEOUT as u64,
                 retry: RETRY,
+                group: None,
+                when: None,
+                payload: None,
             })
             .collect(),
+        deadline_ms: None,
         content_hash: "hash".into(),
         source: String::new(),
     }

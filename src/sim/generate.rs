@@ -42,6 +42,9 @@ impl Shape {
                 compensation: self.pivot.is_none_or(|p| i < p).then(|| parse(ActionName::parse("undo"))),
                 timeout_ms: timeout_ms.max(1),
                 retry: RetryPolicy { attempts_max: attempts_max.max(1), backoff_ms: self.backoff_ms, backoff_max_ms: self.backoff_ms * 8 },
+                group: None,
+                when: None,
+                payload: None,
             })
             .collect();
         SagaDefinition {
@@ -49,6 +52,7 @@ impl Shape {
             version: 1,
             description: format!("{self:?}"),
             steps,
+            deadline_ms: None,
             content_hash: String::new(),
             source: String::new(),
         }
