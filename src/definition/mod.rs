@@ -18,8 +18,8 @@ mod values;
 pub use catalog::{Catalog, CatalogError};
 pub use error::{DefinitionError, Rule};
 pub use names::{ActionName, GroupName, NameError, Participant, SagaType, StepName, NAME_LEN_MAX};
-pub use pointer::{Pointer, PointerError};
 pub use parse::{content_hash, parse, RETRY_DEFAULT, TIMEOUT_DEFAULT_MS};
+pub use pointer::{Pointer, PointerError};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -113,7 +113,10 @@ fn definition_cases_of_the_second_edition() {
         (format!("{HEAD}{}{}{}", g("a", true, Some("x")), g("b", true, Some("x")), g("c", false, None)), &[]),
         (format!("{HEAD}{}{}{}", g("a", false, None), g("b", false, Some("x")), g("c", false, Some("x"))), &[]),
         (format!("{HEAD}{}{}", g("a", true, Some("x")), g("b", false, None)), &[]),
-        (format!("{HEAD}{}{}{}{}", g("a", true, Some("x")), g("b", true, None), g("c", true, Some("x")), g("d", false, None)), &["19 group-not-adjacent"]),
+        (
+            format!("{HEAD}{}{}{}{}", g("a", true, Some("x")), g("b", true, None), g("c", true, Some("x")), g("d", false, None)),
+            &["19 group-not-adjacent"],
+        ),
         (format!("{HEAD}{}{}{}", g("a", true, Some("x")), g("b", true, Some("y")), g("c", true, Some("x"))), &["20 group-not-adjacent"]),
         (format!("{HEAD}{}{}", g("a", true, Some("x")), g("b", false, Some("x"))), &["13 group-mixes-pivot"]),
         (format!("{HEAD}{}{}", g("a", true, None), g("b", false, Some("solo"))), &["12 group-mixes-pivot"]),
@@ -164,9 +167,15 @@ fn definition_second_edition_messages_name_the_rule() {
     let g = grouped;
     let cases: &[(String, &str)] = &[
         (format!("{HEAD}deadline = \"0s\"\n{STEP_A}"), "t.toml:3: bad-deadline: deadline \"0s\" must be a duration greater than zero"),
-        (format!("{HEAD}{STEP_A}when = \"input/car\"\n"), "t.toml:8: bad-pointer: when is not a JSON Pointer (RFC 6901): \"input/car\" must be empty or start with '/'"),
+        (
+            format!("{HEAD}{STEP_A}when = \"input/car\"\n"),
+            "t.toml:8: bad-pointer: when is not a JSON Pointer (RFC 6901): \"input/car\" must be empty or start with '/'",
+        ),
         (format!("{HEAD}{}{}", g("a", true, Some("x")), g("b", false, Some("x"))), "t.toml:13: group-mixes-pivot: step \"b\" is the pivot"),
-        (format!("{HEAD}{}{}{}", g("a", true, Some("x")), g("b", true, None), g("c", true, Some("x"))), "t.toml:19: group-not-adjacent: step \"c\" joins group \"x\""),
+        (
+            format!("{HEAD}{}{}{}", g("a", true, Some("x")), g("b", true, None), g("c", true, Some("x"))),
+            "t.toml:19: group-not-adjacent: step \"c\" joins group \"x\"",
+        ),
     ];
     for (text, expected) in cases {
         let shown: Vec<String> = parse("t.toml", text).err().unwrap_or_default().iter().map(ToString::to_string).collect();

@@ -101,7 +101,9 @@ impl<'a> Checker<'a> {
         let found = describe(leaf.get_ref());
         let ms = parse_ms(leaf.get_ref()).filter(|&ms| ms > 0);
         if ms.is_none() {
-            let message = format!("deadline {found} must be a duration greater than zero, the whole saga's budget from its start, e.g. deadline = \"15m\"");
+            let message = format!(
+                "deadline {found} must be a duration greater than zero, the whole saga's budget from its start, e.g. deadline = \"15m\""
+            );
             self.fail(self.line(leaf.span()), Rule::BadDeadline, message);
         }
         ms
@@ -138,7 +140,8 @@ impl<'a> Checker<'a> {
         let mut ok = true;
         for (name, value) in table {
             if name == "output" {
-                let message = "payload maps \"output\", which a compensation's payload already carries (its step's own output); choose another name";
+                let message =
+                    "payload maps \"output\", which a compensation's payload already carries (its step's own output); choose another name";
                 self.fail(line, Rule::BadPayload, message);
                 ok = false;
                 continue;

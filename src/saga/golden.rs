@@ -47,7 +47,8 @@ pub(super) fn view(def: &SagaDefinition, state: &SagaState) -> Value {
             "error": t.error,
         })
     };
-    let steps: Vec<Value> = state.steps.iter().map(|s| json!({"action": track(&s.action), "compensation": track(&s.compensation)})).collect();
+    let steps: Vec<Value> =
+        state.steps.iter().map(|s| json!({"action": track(&s.action), "compensation": track(&s.compensation)})).collect();
     json!({
         "saga_type": state.saga_type,
         "version": state.version,
@@ -68,24 +69,25 @@ pub(super) fn view(def: &SagaDefinition, state: &SagaState) -> Value {
 
 fn phase_view(def: &SagaDefinition, state: &SagaState) -> Value {
     let name = |i: usize| def.steps[i].name.to_string();
-    match state.phase {
-        Phase::Awaiting { step, kind, attempt, deadline_ms } => {
-            json!({"in_flight": [{"step": name(step), "kind": kind, "attempt": attempt, "deadline_ms": deadline_ms, "backing_off": false}]})
+    match &state.phase {
+        Phase::Waiting(all) => {
+            let all: Vec<Value> = all
+                .iter()
+                .map(|f| json!({"step": name(f.step), "kind": f.kind, "attempt": f.attempt, "deadline_ms": f.deadline_ms, "backing_off": f.backing_off}))
+                .collect();
+            json!({ "in_flight": all })
         }
-        Phase::BackingOff { step, kind, attempt, deadline_ms } => {
-            json!({"in_flight": [{"step": name(step), "kind": kind, "attempt": attempt, "deadline_ms": deadline_ms, "backing_off": true}]})
-        }
-        Phase::Stuck { step, kind } => json!({"stuck": {"step": name(step), "kind": kind}}),
+        Phase::Stuck { step, kind } => json!({"stuck": {"step": name(*step), "kind": kind}}),
         Phase::Idle => json!("idle"),
     }
 }
 
 fn saga_deadline_ms(state: &SagaState) -> Option<i64> {
-    state.phase.deadline_ms()
+    state.deadline_ms()
 }
 
 fn current_step(def: &SagaDefinition, state: &SagaState) -> Option<String> {
-    state.current_step(def).map(str::to_owned)
+    state.current_step(def)
 }
 
 /// A golden file: the log, and the state after each decision.
@@ -101,8 +103,12 @@ fn read(text: &str) -> (Vec<Recorded>, Vec<(u64, Value)>) {
             event: decode(1, e["type"].as_str().expect("type"), e["data"].clone()).expect("a v1 event decodes"),
         })
         .collect();
-    let states =
-        file["states"].as_array().expect("states").iter().map(|s| (s["after_seq"].as_u64().expect("after_seq"), s["state"].clone())).collect();
+    let states = file["states"]
+        .as_array()
+        .expect("states")
+        .iter()
+        .map(|s| (s["after_seq"].as_u64().expect("after_seq"), s["state"].clone()))
+        .collect();
     (events, states)
 }
 
