@@ -73,10 +73,7 @@ fn check_saga(c: &mut Checker<'_>, raw: RawSaga, text: &str) -> Option<SagaDefin
     let name = name.and_then(|leaf| c.name("saga name", leaf, SagaType::parse));
     let version = c.required(raw.version.as_ref(), "version", 1, "the saga needs a version, e.g. version = 1");
     let version = version.and_then(|leaf| c.version(leaf));
-    let deadline_ms = match &raw.deadline {
-        Some(leaf) => Some(c.deadline(leaf)),
-        None => None,
-    };
+    let deadline_ms = raw.deadline.as_ref().map(|leaf| c.deadline(leaf));
     let (timeout_ms, retry) = check_defaults(c, raw.defaults.as_ref());
     let steps = check_steps(c, raw.steps.as_ref(), timeout_ms, retry);
     Some(SagaDefinition {
@@ -148,14 +145,8 @@ fn check_step(c: &mut Checker<'_>, step: &Spanned<RawStep>, timeout_ms: u64, ret
         Some(leaf) => Some(c.name("group", leaf, GroupName::parse)),
         None => None,
     };
-    let when = match &raw.when {
-        Some(leaf) => Some(c.pointer("when", leaf)),
-        None => None,
-    };
-    let payload = match &raw.payload {
-        Some(leaf) => Some(c.payload(leaf)),
-        None => None,
-    };
+    let when = raw.when.as_ref().map(|leaf| c.pointer("when", leaf));
+    let payload = raw.payload.as_ref().map(|leaf| c.payload(leaf));
     Some(StepDefinition {
         name: name?,
         participant: participant?,

@@ -184,10 +184,11 @@ impl Facts {
         }
     }
 
-    /// 4. No action of a group before every step of the groups before it
-    /// succeeded (or was skipped); none first sent after compensation
-    /// began, and none at all once it abandoned the actions in flight (the
-    /// siblings of a failed step keep their attempts); a skipped step never.
+    /// Invariant 4: no action of a group before every step of the groups
+    /// before it succeeded (or was skipped); none first sent after
+    /// compensation began, and none at all once it abandoned the actions in
+    /// flight (the siblings of a failed step keep their attempts); a
+    /// skipped step never.
     fn check_action_order(&mut self, def: &SagaDefinition, step: usize, seq: u64) {
         let name = &def.steps[step].name;
         if self.actions_abandoned || (self.compensation_began && !self.sent_actions.contains(&step)) {
