@@ -233,3 +233,16 @@ fn trip_booking_holds_every_invariant_under_faults_and_crashes() {
         assert!(result.statuses.get(&status).copied().unwrap_or(0) > 0, "no saga ended {status}: {:?}", result.statuses);
     }
 }
+
+#[test]
+fn the_spec7_example_holds_every_invariant_under_faults_and_crashes() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/definitions/good/spec7_example.toml");
+    let catalog = jetsaga::loader::load(&path).expect("the §7 example loads");
+    let defs: Vec<SagaDefinition> = catalog.iter().cloned().collect();
+    let result = sim::explore(&defs, ExploreOptions { cases: 2_000, seed: 17, rates: Rates::default() }, saga::decide);
+    if let Some(failure) = &result.failure {
+        panic!("{}", sim::render_failure(failure));
+    }
+    eprintln!("spec7 example: {} cases, {} sagas: {:?}", result.cases, result.sagas, result.statuses);
+    assert!(result.statuses.get(&saga::Status::Compensated).is_some_and(|n| *n > 0), "{:?}", result.statuses);
+}
