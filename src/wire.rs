@@ -267,7 +267,7 @@ pub struct ReplyBody {
     pub kind: Kind,
     /// The attempt it answers.
     pub attempt: u32,
-    /// `ok` or `failed`.
+    /// `ok`, `failed`, or `working` (a heartbeat, SPEC §7).
     pub status: ReplyStatus,
     /// Any JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,6 +286,12 @@ impl ReplyBody {
     /// A `failed` reply to `command`.
     pub fn failed(command: &CommandBody, error: impl Into<String>) -> Self {
         Self::to(command, ReplyStatus::Failed, None, Some(error.into()))
+    }
+
+    /// A `working` reply to `command`: a heartbeat that restarts the
+    /// attempt's timeout (SPEC §7).
+    pub fn working(command: &CommandBody) -> Self {
+        Self::to(command, ReplyStatus::Working, None, None)
     }
 
     fn to(command: &CommandBody, status: ReplyStatus, output: Option<Value>, error: Option<String>) -> Self {

@@ -50,7 +50,13 @@ fn raw_row(recorded: &Recorded, start_ms: i64) -> Row {
         SagaEvent::RetryScheduled { step: s, kind, attempt, due_ms } => {
             step(s, kind, *attempt, format!("retry in {} ms", due_ms - recorded.at_ms))
         }
-        SagaEvent::CompensationStarted { reason } => saga(format!("compensating: {reason}")),
+        SagaEvent::CompensationStarted { reason, .. } => saga(format!("compensating: {reason}")),
+        SagaEvent::StepSkipped { step: s } => (s.to_string(), "action".into(), String::new(), "skipped".into()),
+        SagaEvent::HeartbeatRecorded { step: s, kind, attempt, deadline_ms } => {
+            step(s, kind, *attempt, format!("working: deadline moved to {} ms from now", deadline_ms - recorded.at_ms))
+        }
+        SagaEvent::AttemptsExhausted { step: s, kind } => (s.to_string(), kind.to_string(), String::new(), "attempts ran out".into()),
+        SagaEvent::SagaDeadlinePassed {} => saga("saga deadline passed".into()),
         SagaEvent::SagaCompleted {} => saga("completed".into()),
         SagaEvent::SagaCompensated {} => saga("compensated".into()),
         SagaEvent::SagaStuck { step: s, kind, reason } => (s.to_string(), kind.to_string(), String::new(), format!("stuck: {reason}")),

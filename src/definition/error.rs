@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-/// A rule of SPEC §1 that a definition file can break.
+/// A rule of SPEC §1 or §7 that a definition file can break.
 ///
 /// The kebab-case name ([`Rule::as_str`]) is stable: tests and fixtures
 /// (`# expect: 7 unknown-key`) refer to rules by it.
@@ -32,6 +32,17 @@ pub enum Rule {
     NoSteps,
     /// A step with a `compensation` comes after the pivot.
     CompensationAfterPivot,
+    /// A `group` name used again by a step that is not next to the group (SPEC §7).
+    GroupNotAdjacent,
+    /// A group that holds the pivot: its steps must all have compensations
+    /// or all come after the pivot (SPEC §7).
+    GroupMixesPivot,
+    /// A `when` or `payload` value that is not a JSON Pointer (RFC 6901).
+    BadPointer,
+    /// A `payload` that is not a table of names to pointers, or maps `output`.
+    BadPayload,
+    /// A saga `deadline` that is not a duration greater than zero.
+    BadDeadline,
 }
 
 impl Rule {
@@ -48,6 +59,11 @@ impl Rule {
         Rule::BadBackoff,
         Rule::NoSteps,
         Rule::CompensationAfterPivot,
+        Rule::GroupNotAdjacent,
+        Rule::GroupMixesPivot,
+        Rule::BadPointer,
+        Rule::BadPayload,
+        Rule::BadDeadline,
     ];
 
     /// The kebab-case name, e.g. `"unknown-key"`.
@@ -64,6 +80,11 @@ impl Rule {
             Rule::BadBackoff => "bad-backoff",
             Rule::NoSteps => "no-steps",
             Rule::CompensationAfterPivot => "compensation-after-pivot",
+            Rule::GroupNotAdjacent => "group-not-adjacent",
+            Rule::GroupMixesPivot => "group-mixes-pivot",
+            Rule::BadPointer => "bad-pointer",
+            Rule::BadPayload => "bad-payload",
+            Rule::BadDeadline => "bad-deadline",
         }
     }
 

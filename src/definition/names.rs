@@ -72,6 +72,10 @@ name_type!(
     StepName, "step name", "[a-z0-9_]+", false
 );
 name_type!(
+    /// A parallel group's name (`group` on a step, SPEC §7): `[a-z0-9_]+`.
+    GroupName, "group name", "[a-z0-9_]+", false
+);
+name_type!(
     /// A participant: `[a-z0-9_-]+`, one NATS subject token.
     Participant, "participant", "[a-z0-9_-]+", true
 );

@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::error::{line_of, DefinitionError, Rule};
 use super::raw::{RawDefaults, RawName, RawSaga, RawStep};
 use super::values::Checker;
-use super::{ActionName, Participant, RetryPolicy, SagaDefinition, SagaType, StepDefinition, StepName};
+use super::{ActionName, GroupName, Participant, RetryPolicy, SagaDefinition, SagaType, StepDefinition, StepName};
 
 /// Step timeout when neither the step nor `[defaults]` sets one ("10s").
 pub const TIMEOUT_DEFAULT_MS: u64 = 10_000;
@@ -73,6 +73,7 @@ fn check_saga(c: &mut Checker<'_>, raw: RawSaga, text: &str) -> Option<SagaDefin
     let name = name.and_then(|leaf| c.name("saga name", leaf, SagaType::parse));
     let version = c.required(raw.version.as_ref(), "version", 1, "the saga needs a version, e.g. version = 1");
     let version = version.and_then(|leaf| c.version(leaf));
+    let deadline_ms = raw.deadline.as_ref().map(|leaf| c.deadline(leaf));
     let (timeout_ms, retry) = check_defaults(c, raw.defaults.as_ref());
     let steps = check_steps(c, raw.steps.as_ref(), timeout_ms, retry);
     Some(SagaDefinition {
@@ -80,6 +81,7 @@ fn check_saga(c: &mut Checker<'_>, raw: RawSaga, text: &str) -> Option<SagaDefin
         version: version?,
         description: raw.description.unwrap_or_default(),
         steps: steps?,
+        deadline_ms: present(deadline_ms)?,
         content_hash: content_hash(text),
         source: text.to_owned(),
     })
@@ -113,6 +115,7 @@ fn check_steps(
     };
     check_duplicate_steps(c, steps.get_ref());
     check_pivot(c, steps.get_ref());
+    check_groups(c, steps.get_ref());
     let checked: Vec<Option<StepDefinition>> = steps.get_ref().iter().map(|s| check_step(c, s, timeout_ms, retry)).collect();
     checked.into_iter().collect()
 }
@@ -138,7 +141,32 @@ fn check_step(c: &mut Checker<'_>, step: &Spanned<RawStep>, timeout_ms: u64, ret
         Some(table) => c.retry(table, retry, &format!("retry of step {}", step_label(step))),
         None => retry,
     };
-    Some(StepDefinition { name: name?, participant: participant?, action: action?, compensation, timeout_ms, retry })
+    let group = match &raw.group {
+        Some(leaf) => Some(c.name("group", leaf, GroupName::parse)),
+        None => None,
+    };
+    let when = raw.when.as_ref().map(|leaf| c.pointer("when", leaf));
+    let payload = raw.payload.as_ref().map(|leaf| c.payload(leaf));
+    Some(StepDefinition {
+        name: name?,
+        participant: participant?,
+        action: action?,
+        compensation,
+        timeout_ms,
+        retry,
+        group: present(group)?,
+        when: present(when)?,
+        payload: present(payload)?,
+    })
+}
+
+/// An optional key's checked value: `Some(None)` when it is absent,
+/// `None` when it was present and refused.
+fn present<T>(checked: Option<Option<T>>) -> Option<Option<T>> {
+    match checked {
+        None => Some(None),
+        Some(value) => value.map(Some),
+    }
 }
 
 /// A step name used twice is reported at its second (and later) use.
@@ -174,6 +202,38 @@ fn check_pivot(c: &mut Checker<'_>, steps: &[Spanned<RawStep>]) {
             );
             c.fail(c.line(leaf.span()), Rule::CompensationAfterPivot, message);
         }
+    }
+}
+
+/// Parallel groups (SPEC §7): the steps of one group are adjacent, and a
+/// group does not hold the pivot (its steps all have compensations, or
+/// all come after the pivot; a group of one step is still a group).
+fn check_groups(c: &mut Checker<'_>, steps: &[Spanned<RawStep>]) {
+    let group_of = |s: &Spanned<RawStep>| s.get_ref().group.as_ref().and_then(|l| l.get_ref().as_str().map(|g| (g.to_owned(), l.span())));
+    let mut ended: HashMap<String, usize> = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        let Some((group, span)) = group_of(step) else { continue };
+        let previous = i.checked_sub(1).and_then(|p| group_of(&steps[p])).map(|(g, _)| g);
+        if previous.as_deref() != Some(group.as_str()) {
+            if let Some(&last_line) = ended.get(&group) {
+                let message = format!(
+                    "step {} joins group {group:?}, whose steps (the last on line {last_line}) are not next to it; \
+                     a group's steps must be adjacent: move this step next to them or name another group",
+                    step_label(step)
+                );
+                c.fail(c.line(span.clone()), Rule::GroupNotAdjacent, message);
+            }
+        }
+        ended.insert(group, c.line(step.span()));
+    }
+    let Some(pivot) = steps.iter().position(|s| s.get_ref().compensation.is_none()) else { return };
+    if let Some((group, span)) = group_of(&steps[pivot]) {
+        let message = format!(
+            "step {} is the pivot (the first step without a compensation) and is in group {group:?}; \
+             a group's steps must all have compensations or all come after the pivot, so the pivot runs alone: remove its group",
+            step_label(&steps[pivot])
+        );
+        c.fail(c.line(span), Rule::GroupMixesPivot, message);
     }
 }
 

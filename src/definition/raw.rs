@@ -20,6 +20,7 @@ pub(super) struct RawSaga {
     pub(super) name: Option<Leaf>,
     pub(super) version: Option<Leaf>,
     pub(super) description: Option<String>,
+    pub(super) deadline: Option<Leaf>,
     pub(super) defaults: Option<RawDefaults>,
     pub(super) steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
 }
@@ -51,6 +52,9 @@ pub(super) struct RawStep {
     pub(super) compensation: Option<Leaf>,
     pub(super) timeout: Option<Leaf>,
     pub(super) retry: Option<Spanned<RawRetry>>,
+    pub(super) group: Option<Leaf>,
+    pub(super) when: Option<Leaf>,
+    pub(super) payload: Option<Leaf>,
 }
 
 /// Only the `name` of a file, read leniently to point a catalog-level

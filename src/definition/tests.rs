@@ -88,6 +88,101 @@ fn definition_cases() {
     }
 }
 
+/// A step with a group, given as (name, compensation?, group?).
+fn grouped(name: &str, compensation: bool, group: Option<&str>) -> String {
+    let mut text = format!("[[steps]]\nname = \"{name}\"\nparticipant = \"p\"\naction = \"do\"\n");
+    if compensation {
+        text.push_str("compensation = \"undo\"\n");
+    }
+    if let Some(group) = group {
+        text.push_str(&format!("group = \"{group}\"\n"));
+    }
+    text
+}
+
+#[test]
+fn definition_cases_of_the_second_edition() {
+    let g = grouped;
+    let cases: &[(String, &[&str])] = &[
+        // deadline
+        (format!("{HEAD}deadline = \"15m\"\n{STEP_A}"), &[]),
+        (format!("{HEAD}deadline = \"0s\"\n{STEP_A}"), &["3 bad-deadline"]),
+        (format!("{HEAD}deadline = \"soon\"\n{STEP_A}"), &["3 bad-deadline"]),
+        (format!("{HEAD}deadline = 60\n{STEP_A}"), &["3 bad-deadline"]),
+        // groups: adjacent, after the pivot, of one step
+        (format!("{HEAD}{}{}{}", g("a", true, Some("x")), g("b", true, Some("x")), g("c", false, None)), &[]),
+        (format!("{HEAD}{}{}{}", g("a", false, None), g("b", false, Some("x")), g("c", false, Some("x"))), &[]),
+        (format!("{HEAD}{}{}", g("a", true, Some("x")), g("b", false, None)), &[]),
+        (
+            format!("{HEAD}{}{}{}{}", g("a", true, Some("x")), g("b", true, None), g("c", true, Some("x")), g("d", false, None)),
+            &["19 group-not-adjacent"],
+        ),
+        (format!("{HEAD}{}{}{}", g("a", true, Some("x")), g("b", true, Some("y")), g("c", true, Some("x"))), &["20 group-not-adjacent"]),
+        (format!("{HEAD}{}{}", g("a", true, Some("x")), g("b", false, Some("x"))), &["13 group-mixes-pivot"]),
+        (format!("{HEAD}{}{}", g("a", true, None), g("b", false, Some("solo"))), &["12 group-mixes-pivot"]),
+        (format!("{HEAD}{}", g("a", true, Some("Solo"))), &["8 bad-name"]),
+        // pointers
+        (format!("{HEAD}{STEP_A}when = \"/input/car\"\n"), &[]),
+        (format!("{HEAD}{STEP_A}when = \"\"\n"), &[]),
+        (format!("{HEAD}{STEP_A}when = \"input/car\"\n"), &["8 bad-pointer"]),
+        (format!("{HEAD}{STEP_A}when = \"/input/~x\"\n"), &["8 bad-pointer"]),
+        (format!("{HEAD}{STEP_A}when = true\n"), &["8 bad-pointer"]),
+        (format!("{HEAD}{STEP_A}payload = {{ a = \"/input/a~0~1\", b = \"/results/x/0\" }}\n"), &[]),
+        (format!("{HEAD}{STEP_A}payload = {{ a = \"/input/~\" }}\n"), &["8 bad-pointer"]),
+        (format!("{HEAD}{STEP_A}payload = {{ a = 1 }}\n"), &["8 bad-pointer"]),
+        (format!("{HEAD}{STEP_A}payload = \"/input\"\n"), &["8 bad-payload"]),
+        (format!("{HEAD}{STEP_A}payload = {{ output = \"/input\" }}\n"), &["8 bad-payload"]),
+        (format!("{HEAD}{STEP_A}[steps.payload]\ncard = \"/input/card\"\n"), &[]),
+    ];
+    for (text, expected) in cases {
+        check(text, expected);
+    }
+}
+
+#[test]
+fn definition_second_edition_keys_are_kept() {
+    let text = format!(
+        "{HEAD}deadline = \"2m\"\n{}{}{STEP_B}when = \"/input/car\"\npayload = {{ card = \"/input/card\", flight = \"/results/a/ref\" }}\n",
+        grouped("a", true, Some("travel")),
+        grouped("h", true, Some("travel"))
+    );
+    let def = ok(&text);
+    assert_eq!(def.deadline_ms, Some(120_000));
+    assert_eq!(def.steps[0].group.as_ref().map(GroupName::as_str), Some("travel"));
+    assert_eq!(def.stage(0), 0..2);
+    assert_eq!(def.stage(1), 0..2);
+    assert_eq!(def.stage(2), 2..3);
+    assert_eq!(def.stages(), [0..2, 2..3]);
+    assert_eq!(def.steps[2].when.as_ref().map(Pointer::as_str), Some("/input/car"));
+    let payload = def.steps[2].payload.as_ref().map(|p| p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>());
+    assert_eq!(payload, Some(vec!["card=/input/card".to_owned(), "flight=/results/a/ref".to_owned()]));
+    assert_eq!(ok(&format!("{HEAD}{STEP_A}")).deadline_ms, None);
+    // The content hash covers the new keys like every other byte.
+    assert_ne!(ok(&text.replace("\"2m\"", "\"3m\"")).content_hash, def.content_hash);
+    assert_ne!(ok(&text.replace("/input/car", "/input/boat")).content_hash, def.content_hash);
+}
+
+#[test]
+fn definition_second_edition_messages_name_the_rule() {
+    let g = grouped;
+    let cases: &[(String, &str)] = &[
+        (format!("{HEAD}deadline = \"0s\"\n{STEP_A}"), "t.toml:3: bad-deadline: deadline \"0s\" must be a duration greater than zero"),
+        (
+            format!("{HEAD}{STEP_A}when = \"input/car\"\n"),
+            "t.toml:8: bad-pointer: when is not a JSON Pointer (RFC 6901): \"input/car\" must be empty or start with '/'",
+        ),
+        (format!("{HEAD}{}{}", g("a", true, Some("x")), g("b", false, Some("x"))), "t.toml:13: group-mixes-pivot: step \"b\" is the pivot"),
+        (
+            format!("{HEAD}{}{}{}", g("a", true, Some("x")), g("b", true, None), g("c", true, Some("x"))),
+            "t.toml:19: group-not-adjacent: step \"c\" joins group \"x\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        let shown: Vec<String> = parse("t.toml", text).err().unwrap_or_default().iter().map(ToString::to_string).collect();
+        assert!(shown.len() == 1 && shown[0].starts_with(expected), "{shown:?}\n{text}");
+    }
+}
+
 #[test]
 fn definition_retry_tables_inherit_field_by_field() {
     let text = format!(

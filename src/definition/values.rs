@@ -1,5 +1,5 @@
-//! The checker's leaf-level rules: names, `version`, durations and retry
-//! tables. Each check turns a raw TOML value into its typed form, or records
+//! The checker's leaf-level rules: names, `version`, durations, retry
+//! tables, the saga `deadline`, JSON Pointers and `payload` tables. Each check turns a raw TOML value into its typed form, or records
 //! a [`DefinitionError`] and returns `None`, so one pass finds every error.
 
 use std::time::Duration;
@@ -8,7 +8,9 @@ use toml::{Spanned, Value};
 
 use super::error::{line_of, DefinitionError, Rule};
 use super::raw::{describe, Leaf, RawRetry};
-use super::{NameError, RetryPolicy, NAME_LEN_MAX};
+use std::collections::BTreeMap;
+
+use super::{NameError, Pointer, RetryPolicy, NAME_LEN_MAX};
 
 /// Example durations quoted in messages.
 const DURATION_EXAMPLES: &str = "use e.g. \"250ms\", \"5s\", \"2m\"";
@@ -94,6 +96,67 @@ impl<'a> Checker<'a> {
         Some(ms)
     }
 
+    /// The saga `deadline`: a duration greater than zero.
+    pub(super) fn deadline(&mut self, leaf: &Leaf) -> Option<u64> {
+        let found = describe(leaf.get_ref());
+        let ms = parse_ms(leaf.get_ref()).filter(|&ms| ms > 0);
+        if ms.is_none() {
+            let message = format!(
+                "deadline {found} must be a duration greater than zero, the whole saga's budget from its start, e.g. deadline = \"15m\""
+            );
+            self.fail(self.line(leaf.span()), Rule::BadDeadline, message);
+        }
+        ms
+    }
+
+    /// A JSON Pointer (`when`, or a `payload` value); `what` names it in messages.
+    pub(super) fn pointer(&mut self, what: &str, leaf: &Leaf) -> Option<Pointer> {
+        let line = self.line(leaf.span());
+        let Some(text) = leaf.get_ref().as_str() else {
+            let found = describe(leaf.get_ref());
+            self.fail(line, Rule::BadPointer, format!("{what} {found} must be a JSON Pointer string, e.g. \"/input/car\""));
+            return None;
+        };
+        match Pointer::parse(text) {
+            Ok(pointer) => Some(pointer),
+            Err(e) => {
+                self.fail(line, Rule::BadPointer, format!("{what} is not a JSON Pointer (RFC 6901): {e}"));
+                None
+            }
+        }
+    }
+
+    /// `payload`: a table of names to JSON Pointers; `output` is the
+    /// compensation's own and cannot be mapped.
+    pub(super) fn payload(&mut self, leaf: &Leaf) -> Option<BTreeMap<String, Pointer>> {
+        let line = self.line(leaf.span());
+        let Some(table) = leaf.get_ref().as_table() else {
+            let found = describe(leaf.get_ref());
+            let message = format!("payload {found} must be a table of names to JSON Pointers, e.g. payload = {{ card = \"/input/card\" }}");
+            self.fail(line, Rule::BadPayload, message);
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (name, value) in table {
+            if name == "output" {
+                let message =
+                    "payload maps \"output\", which a compensation's payload already carries (its step's own output); choose another name";
+                self.fail(line, Rule::BadPayload, message);
+                ok = false;
+                continue;
+            }
+            let value = Leaf::new(leaf.span(), value.clone());
+            match self.pointer(&format!("payload.{name}"), &value) {
+                Some(pointer) => {
+                    out.insert(name.clone(), pointer);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// A retry table laid over `base`: keys it leaves out (or gets wrong) keep
     /// `base`'s value. `label` names the table in messages.
     pub(super) fn retry(&mut self, table: &Spanned<RawRetry>, base: RetryPolicy, label: &str) -> RetryPolicy {
@@ -137,7 +200,7 @@ impl<'a> Checker<'a> {
     /// A humantime duration string, in whole milliseconds.
     fn duration(&mut self, key: &str, leaf: &Leaf) -> Option<u64> {
         let found = describe(leaf.get_ref());
-        let ms = leaf.get_ref().as_str().and_then(|s| humantime::parse_duration(s).ok()).and_then(|d| u64::try_from(d.as_millis()).ok());
+        let ms = parse_ms(leaf.get_ref());
         if ms.is_none() {
             let hint = match leaf.get_ref() {
                 Value::String(_) => DURATION_EXAMPLES,
@@ -147,6 +210,11 @@ impl<'a> Checker<'a> {
         }
         ms
     }
+}
+
+/// A humantime duration string in whole milliseconds.
+fn parse_ms(value: &Value) -> Option<u64> {
+    value.as_str().and_then(|s| humantime::parse_duration(s).ok()).and_then(|d| u64::try_from(d.as_millis()).ok())
 }
 
 /// An integer value in `1..=u32::MAX`.

@@ -191,6 +191,8 @@ pub enum StepStatus {
     Compensated,
     /// The saga is stuck on it.
     Stuck,
+    /// Its `when` did not hold: never sent, never compensated (SPEC §7).
+    Skipped,
 }
 
 impl StepStatus {
@@ -205,6 +207,7 @@ impl StepStatus {
             StepStatus::Compensating => "compensating",
             StepStatus::Compensated => "compensated",
             StepStatus::Stuck => "stuck",
+            StepStatus::Skipped => "skipped",
         }
     }
 }

@@ -66,7 +66,7 @@ pub(super) fn state_body(def: &SagaDefinition, state: &SagaState) -> SagaStateBo
         version: state.version,
         status: state.status,
         reason: state.reason.clone(),
-        current_step: state.current_step(def).map(str::to_owned),
+        current_step: state.current_step(def),
         seq: state.seq,
         started_at: wire::rfc3339(state.started_at_ms),
         updated_at: wire::rfc3339(state.updated_at_ms),
@@ -100,5 +100,6 @@ fn step_status(state: &SagaState, index: usize) -> StepStatus {
         (Outcome::Succeeded, _) => StepStatus::Succeeded,
         (Outcome::Failed, _) => StepStatus::Failed,
         (Outcome::Unknown, _) => StepStatus::Unknown,
+        (Outcome::Skipped, _) => StepStatus::Skipped,
     }
 }

@@ -293,8 +293,9 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         match item {
             Work::Request(_) => self.fail(item, EngineError::Rejected(rejection)).await,
             Work::Delivery(d) => {
-                if matches!(d.message, Inbound::Reply { .. }) {
-                    // A reply's refusal is recorded unless its saga's log is full of them.
+                if matches!(d.message, Inbound::Reply { .. }) && rejection != Rejection::HeartbeatTooSoon {
+                    // A reply's refusal is recorded unless its saga's log is full of
+                    // them; a heartbeat too soon after a recorded one is never recorded.
                     self.metrics.ignored_unrecorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 tracing::info!(%saga_id, reason = %rejection, "inbound message ignored");
@@ -522,10 +523,10 @@ pub(super) fn summary(def: &SagaDefinition, state: &SagaState) -> SagaSummary {
         saga_type: state.saga_type.clone(),
         version: state.version,
         status: state.status,
-        current_step: state.current_step(def).map(str::to_owned),
+        current_step: state.current_step(def),
         started_at_ms: state.started_at_ms,
         updated_at_ms: state.updated_at_ms,
         last_seq: state.seq,
-        deadline_ms: state.phase.deadline_ms(),
+        deadline_ms: state.deadline_ms(),
     }
 }

@@ -6,14 +6,14 @@
 
 use std::fmt;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::backoff;
 use super::event::{OperatorVerb, Recorded, SagaEvent};
 use super::ids::SagaId;
 use super::input::{Input, Reply, ReplyStatus};
-use super::state::{evolve, new_saga, Outcome, Phase, SagaState, Status};
-use crate::definition::{Kind, SagaDefinition};
+use super::state::{evolve, new_saga, InFlight, Outcome, Phase, SagaDeadline, SagaState, Status};
+use crate::definition::{Kind, SagaDefinition, StepName};
 
 /// The facts `decide` needs from the world, passed in.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,8 +68,11 @@ pub enum Rejection {
         /// The highest attempt sent.
         last: u32,
     },
-    /// An inconclusive `failed` for an attempt that already ended.
+    /// An inconclusive `failed` (or a heartbeat) for an attempt that is not in flight.
     AttemptAlreadyEnded(u32),
+    /// A heartbeat within half a timeout of the last recorded one: it
+    /// restarts nothing the recorded one did not cover, and is not recorded.
+    HeartbeatTooSoon,
     /// The timer fired but nothing is due (a stale or early timer).
     NothingDue,
     /// An operator verb the saga's status does not allow (HTTP 409).
@@ -93,7 +96,8 @@ impl fmt::Display for Rejection {
             Rejection::WrongParticipant { owner, sender } => write!(f, "the step belongs to {owner}, not {sender}"),
             Rejection::NotAwaited { got, awaited } => write!(f, "the saga awaits {awaited}, not {got}"),
             Rejection::AttemptNeverSent { attempt, last } => write!(f, "attempt {attempt} was never sent (last sent: {last})"),
-            Rejection::AttemptAlreadyEnded(a) => write!(f, "attempt {a} already ended; a failure of it changes nothing"),
+            Rejection::AttemptAlreadyEnded(a) => write!(f, "attempt {a} is not in flight; a failure or heartbeat of it changes nothing"),
+            Rejection::HeartbeatTooSoon => f.write_str("a heartbeat of this attempt was recorded less than half a timeout ago"),
             Rejection::NothingDue => f.write_str("no deadline is due"),
             Rejection::NotAllowed(why) => f.write_str(why),
         }
@@ -162,7 +166,7 @@ pub const IGNORED_RECORDED_MAX: u32 = 100;
 /// input is one whose refusal belongs in the log and the saga's log has
 /// room for it ([`IGNORED_RECORDED_MAX`]).
 pub fn ignored(state: &SagaState, input: &Input, rejection: &Rejection) -> Option<SagaEvent> {
-    let room = state.ignored < IGNORED_RECORDED_MAX;
+    let room = state.ignored < IGNORED_RECORDED_MAX && *rejection != Rejection::HeartbeatTooSoon;
     (room && input.records_rejection()).then(|| SagaEvent::InputIgnored { input: input.to_string(), reason: rejection.to_string() })
 }
 
@@ -176,7 +180,7 @@ fn start(def: &SagaDefinition, id: SagaId, input: &Value, ctx: &Context) -> Deci
     let first = Recorded { seq: 1, at_ms: ctx.now_ms, event: started };
     let state = new_saga(def, id, def.name.as_str(), def.version, input, &first);
     let mut d = Draft { def, ctx, state, events: vec![first] };
-    d.send(0, Kind::Action);
+    d.start_group(0);
     Decision { events: d.events, state: d.state }
 }
 
@@ -203,12 +207,60 @@ impl Draft<'_> {
         }
     }
 
+    fn name(&self, step: usize) -> StepName {
+        self.def.steps[step].name.clone()
+    }
+
+    fn timeout_ms(&self, step: usize) -> i64 {
+        i64::try_from(self.def.steps[step].timeout_ms).unwrap_or(i64::MAX)
+    }
+
+    /// Whether anything is in flight (awaiting a reply or backing off).
+    fn in_flight(&self) -> bool {
+        !self.state.phase.in_flight().is_empty()
+    }
+
+    /// Whether `step` comes before the pivot (or the saga has none): its
+    /// effect can be undone.
+    fn before_pivot(&self, step: usize) -> bool {
+        self.def.pivot().is_none_or(|p| step < p)
+    }
+
+    /// Whether the pivot, or a step after it, was sent: from then on the
+    /// saga only goes forward.
+    fn pivot_sent(&self) -> bool {
+        self.def.pivot().is_some_and(|p| self.state.steps[p..].iter().any(|s| s.action.last_attempt > 0))
+    }
+
     /// Send the next attempt of (step, kind).
     fn send(&mut self, step: usize, kind: Kind) {
         let attempt = self.state.steps[step].track(kind).last_attempt + 1;
-        let timeout = i64::try_from(self.def.steps[step].timeout_ms).unwrap_or(i64::MAX);
-        let deadline_ms = self.ctx.now_ms.saturating_add(timeout);
-        self.emit(SagaEvent::CommandSent { step: self.def.steps[step].name.clone(), kind, attempt, deadline_ms });
+        let deadline_ms = self.ctx.now_ms.saturating_add(self.timeout_ms(step));
+        self.emit(SagaEvent::CommandSent { step: self.name(step), kind, attempt, deadline_ms });
+    }
+
+    /// Start the group (or lone step) at `first`: the steps whose `when`
+    /// does not hold are skipped, the others' first commands sent at once.
+    /// A group whose steps are all skipped has succeeded: the next starts.
+    fn start_group(&mut self, mut first: usize) {
+        while first < self.def.steps.len() {
+            let group = self.def.stage(first);
+            let document = json!({ "input": self.state.input, "results": self.state.results_before(self.def, group.start) });
+            let mut sent = false;
+            for i in group.clone() {
+                if self.def.steps[i].when.as_ref().is_some_and(|p| !holds(p.resolve(&document))) {
+                    self.emit(SagaEvent::StepSkipped { step: self.name(i) });
+                } else {
+                    self.send(i, Kind::Action);
+                    sent = true;
+                }
+            }
+            if sent {
+                return;
+            }
+            first = group.end;
+        }
+        self.emit(SagaEvent::SagaCompleted {});
     }
 
     /// Whether a `failed` reply to (step, kind) settles it. Only an action
@@ -224,35 +276,47 @@ impl Draft<'_> {
         if *owner != reply.participant {
             return Err(Rejection::WrongParticipant { owner: owner.to_string(), sender: reply.participant.to_string() });
         }
-        if self.state.phase.awaited() != Some((step, reply.kind)) {
-            let awaited = self.state.phase.awaited().map(|(i, k)| format!("{}:{k}", self.def.steps[i].name));
+        let awaited = self.state.phase.awaited();
+        if !awaited.contains(&(step, reply.kind)) {
+            let names: Vec<String> = awaited.iter().map(|(i, k)| format!("{}:{k}", self.def.steps[*i].name)).collect();
             return Err(Rejection::NotAwaited {
                 got: format!("{}:{}", reply.step, reply.kind),
-                awaited: awaited.unwrap_or_else(|| "nothing".into()),
+                awaited: if names.is_empty() { "nothing".into() } else { names.join(", ") },
             });
         }
         let last = self.state.steps[step].track(reply.kind).last_attempt;
         if reply.attempt == 0 || reply.attempt > last {
             return Err(Rejection::AttemptNeverSent { attempt: reply.attempt, last });
         }
-        let name = self.def.steps[step].name.clone();
+        let name = self.name(step);
         let (kind, attempt) = (reply.kind, reply.attempt);
+        let in_flight = self.state.phase.get(step, kind).copied().filter(|f| !f.backing_off && f.attempt == attempt);
         match reply.status {
             ReplyStatus::Ok => {
                 let output = reply.output.clone().unwrap_or(Value::Null);
                 self.emit(SagaEvent::StepSucceeded { step: name, kind, attempt, output });
-                self.after_success(step, kind);
+                self.after_success(step);
+            }
+            ReplyStatus::Working => {
+                let Some(f) = in_flight else { return Err(Rejection::AttemptAlreadyEnded(attempt)) };
+                let timeout = self.timeout_ms(step);
+                if f.heartbeat_ms.is_some_and(|h| self.ctx.now_ms < h.saturating_add(timeout / 2)) {
+                    return Err(Rejection::HeartbeatTooSoon);
+                }
+                // Recorded at most once per half timeout, the deadline also
+                // covers the heartbeats of that half that are not recorded.
+                let deadline_ms = f.deadline_ms.max(self.ctx.now_ms.saturating_add(timeout).saturating_add(timeout / 2));
+                self.emit(SagaEvent::HeartbeatRecorded { step: name, kind, attempt, deadline_ms });
             }
             ReplyStatus::Failed if self.failure_is_conclusive(step, kind) => {
                 let error = reply.error.clone();
                 let why = error.as_deref().unwrap_or("no reason given");
                 let reason = format!("step {name} failed: {why}");
                 self.emit(SagaEvent::StepFailed { step: name, kind, attempt, error });
-                self.begin_compensation(reason, step);
+                self.after_failure(reason);
             }
             ReplyStatus::Failed => {
-                let in_flight = matches!(self.state.phase, Phase::Awaiting { attempt: a, .. } if a == attempt);
-                if !in_flight {
+                if in_flight.is_none() {
                     return Err(Rejection::AttemptAlreadyEnded(attempt));
                 }
                 self.emit(SagaEvent::AttemptFailed { step: name, kind, attempt, error: reply.error.clone() });
@@ -262,60 +326,165 @@ impl Draft<'_> {
         Ok(())
     }
 
-    fn after_success(&mut self, step: usize, kind: Kind) {
+    /// A (step, kind) succeeded: once nothing of its group is in flight,
+    /// go on forward or with the compensation.
+    fn after_success(&mut self, step: usize) {
+        if self.in_flight() {
+            return;
+        }
+        if self.state.compensating {
+            self.compensate_next();
+        } else {
+            self.go_forward(step);
+        }
+    }
+
+    /// An action failed for good: compensation begins (at once, the
+    /// siblings still in flight keep going), and its first commands wait
+    /// until nothing is in flight.
+    fn after_failure(&mut self, reason: String) {
+        if !self.state.compensating {
+            let keep_in_flight = self.in_flight();
+            self.emit(SagaEvent::CompensationStarted { reason, keep_in_flight });
+        }
+        if !self.in_flight() {
+            self.compensate_next();
+        }
+    }
+
+    /// Nothing in flight and the group of `step` is over: stuck if one of
+    /// its steps ran out of attempts or the saga deadline passed (after
+    /// the pivot); compensating if it passed before; otherwise the next
+    /// group starts, or the saga completes.
+    fn go_forward(&mut self, step: usize) {
+        let group = self.def.stage(step);
+        if let Some(i) = group.clone().find(|&i| self.state.exhausted(i, Kind::Action)) {
+            let reason = self.stuck_reason(i, Kind::Action);
+            self.emit(SagaEvent::SagaStuck { step: self.name(i), kind: Kind::Action, reason });
+            return;
+        }
+        if group.end < self.def.steps.len() {
+            if self.saga_deadline_due() {
+                self.saga_deadline_passed();
+                if self.state.compensating {
+                    return;
+                }
+            }
+            if self.state.deadline == SagaDeadline::Passed {
+                self.emit(SagaEvent::SagaStuck { step: self.name(group.end), kind: Kind::Action, reason: DEADLINE.into() });
+                return;
+            }
+        }
+        self.start_group(group.end);
+    }
+
+    /// Why (step, kind) makes the saga stuck now that its attempts ran out.
+    fn stuck_reason(&self, step: usize, kind: Kind) -> String {
+        let track = self.state.steps[step].track(kind);
+        let used = track.used(track.last_attempt);
+        let name = self.name(step);
         match kind {
-            Kind::Action if step + 1 < self.def.steps.len() => self.send(step + 1, Kind::Action),
-            Kind::Action => self.emit(SagaEvent::SagaCompleted {}),
-            Kind::Compensation => self.compensate_next(step),
+            Kind::Compensation => format!("compensation of {name} did not succeed in {used} attempts"),
+            Kind::Action if self.def.pivot() == Some(step) => {
+                format!("pivot {name} had no reply in {used} attempts; its effect is unknown and cannot be undone")
+            }
+            Kind::Action => format!("step {name} after the pivot did not succeed in {used} attempts"),
         }
     }
 
-    /// Compensation from here on: undo every step below `below` whose
-    /// effect happened or may have, last first.
-    fn begin_compensation(&mut self, reason: String, below: usize) {
-        self.emit(SagaEvent::CompensationStarted { reason });
-        self.compensate_next(below);
+    /// Compensation from here on: every action in flight is abandoned
+    /// (of unknown effect), then undone with the rest, last group first.
+    fn begin_compensation(&mut self, reason: String) {
+        self.emit(SagaEvent::CompensationStarted { reason, keep_in_flight: false });
+        self.compensate_next();
     }
 
-    /// Send the compensation of the highest step below `below` that needs
-    /// one, or finish.
-    fn compensate_next(&mut self, below: usize) {
-        let next = (0..below).rev().find(|&i| {
-            let s = &self.state.steps[i];
-            matches!(s.action.outcome, Outcome::Succeeded | Outcome::Unknown | Outcome::Pending)
-                && s.compensation.outcome != Outcome::Succeeded
-                && self.def.steps[i].compensation.is_some()
-        });
-        match next {
-            Some(i) => self.send(i, Kind::Compensation),
-            None => self.emit(SagaEvent::SagaCompensated {}),
+    /// Whether step `i` must be undone: its action happened or may have,
+    /// its compensation has not succeeded yet.
+    fn needs_compensation(&self, i: usize) -> bool {
+        let s = &self.state.steps[i];
+        matches!(s.action.outcome, Outcome::Succeeded | Outcome::Unknown | Outcome::Pending)
+            && s.compensation.outcome != Outcome::Succeeded
+            && self.def.steps[i].compensation.is_some()
+    }
+
+    /// Nothing in flight while compensating: undo the last group that needs
+    /// it, the compensations of its steps at once; stuck if one of them ran
+    /// out of attempts; compensated when nothing is left to undo.
+    fn compensate_next(&mut self) {
+        for group in self.def.stages().into_iter().rev() {
+            let need: Vec<usize> = group.filter(|&i| self.needs_compensation(i)).collect();
+            if need.is_empty() {
+                continue;
+            }
+            if let Some(&i) = need.iter().find(|&&i| self.state.exhausted(i, Kind::Compensation)) {
+                let reason = self.stuck_reason(i, Kind::Compensation);
+                self.emit(SagaEvent::SagaStuck { step: self.name(i), kind: Kind::Compensation, reason });
+                return;
+            }
+            for i in need {
+                self.send(i, Kind::Compensation);
+            }
+            return;
         }
+        self.emit(SagaEvent::SagaCompensated {});
     }
 
     fn deadline(&mut self) -> Result<(), Rejection> {
         self.refuse_if_finished()?;
-        match self.state.phase {
-            Phase::Awaiting { step, kind, attempt, deadline_ms } if self.ctx.now_ms >= deadline_ms => {
-                let step_name = self.def.steps[step].name.clone();
-                if let Some(held_until_ms) = self.ctx.replies_held_until_ms.filter(|&held| held > self.ctx.now_ms) {
-                    // A dead engine may hold this attempt's reply: it comes back by then.
-                    self.emit(SagaEvent::DeadlineExtended { step: step_name, kind, attempt, deadline_ms: held_until_ms });
-                    return Ok(());
-                }
-                self.emit(SagaEvent::AttemptTimedOut { step: step_name, kind, attempt });
-                self.after_attempt_ended(step, kind, attempt);
-                Ok(())
+        let mut acted = false;
+        if self.state.status == Status::Running && self.saga_deadline_due() {
+            self.saga_deadline_passed();
+            acted = true;
+        }
+        let now = self.ctx.now_ms;
+        let due: Vec<InFlight> = self.state.phase.in_flight().iter().filter(|f| now >= f.deadline_ms).copied().collect();
+        for f in due {
+            // What an earlier one decided may have ended this one.
+            if self.state.phase.get(f.step, f.kind) != Some(&f) {
+                continue;
             }
-            Phase::BackingOff { step, kind, deadline_ms, .. } if self.ctx.now_ms >= deadline_ms => {
-                self.send(step, kind);
-                Ok(())
+            acted = true;
+            if f.backing_off {
+                self.send(f.step, f.kind);
+                continue;
             }
-            _ => Err(Rejection::NothingDue),
+            let step = self.name(f.step);
+            if let Some(held_until_ms) = self.ctx.replies_held_until_ms.filter(|&held| held > now) {
+                // A dead engine may hold this attempt's reply: it comes back by then.
+                self.emit(SagaEvent::DeadlineExtended { step, kind: f.kind, attempt: f.attempt, deadline_ms: held_until_ms });
+                continue;
+            }
+            self.emit(SagaEvent::AttemptTimedOut { step, kind: f.kind, attempt: f.attempt });
+            self.after_attempt_ended(f.step, f.kind, f.attempt);
+        }
+        if acted {
+            Ok(())
+        } else {
+            Err(Rejection::NothingDue)
+        }
+    }
+
+    /// Whether the saga deadline has come and not been acted on, while
+    /// the saga still runs forward.
+    fn saga_deadline_due(&self) -> bool {
+        let pending = matches!(self.state.deadline, SagaDeadline::Pending { at_ms } if self.ctx.now_ms >= at_ms);
+        pending && !self.state.compensating
+    }
+
+    /// The saga deadline passed (SPEC §7): before the pivot was sent every
+    /// action in flight is abandoned, of unknown effect, and the saga
+    /// compensates; after it, no group starts any more.
+    fn saga_deadline_passed(&mut self) {
+        self.emit(SagaEvent::SagaDeadlinePassed {});
+        if !self.pivot_sent() {
+            self.begin_compensation(DEADLINE.into());
         }
     }
 
     /// An attempt ended without a conclusive reply: retry after the
-    /// backoff, or, out of attempts, compensate or get stuck.
+    /// backoff, or, out of attempts, compensate or get stuck (once the
+    /// other steps of its group are no longer in flight).
     fn after_attempt_ended(&mut self, step: usize, kind: Kind, attempt: u32) {
         let def = &self.def.steps[step];
         let used = self.state.steps[step].track(kind).used(attempt);
@@ -326,21 +495,27 @@ impl Draft<'_> {
             return;
         }
         let name = def.name.clone();
-        let pivot = self.def.pivot();
-        let reason = match kind {
-            Kind::Compensation => format!("compensation of {name} did not succeed in {used} attempts"),
-            Kind::Action if pivot.is_none_or(|p| step < p) => {
-                let reason =
-                    format!("step {name} had no conclusive reply in {used} attempts; its effect is unknown, so it is compensated too");
-                self.begin_compensation(reason, step + 1);
-                return;
+        let unknown = kind == Kind::Action && self.before_pivot(step);
+        let reason = format!("step {name} had no conclusive reply in {used} attempts; its effect is unknown, so it is compensated too");
+        if self.in_flight() {
+            // Its group's other steps are still in flight: what follows waits for them.
+            self.emit(SagaEvent::AttemptsExhausted { step: name, kind });
+            if unknown && !self.state.compensating {
+                self.emit(SagaEvent::CompensationStarted { reason, keep_in_flight: true });
             }
-            Kind::Action if pivot == Some(step) => {
-                format!("pivot {name} had no reply in {used} attempts; its effect is unknown and cannot be undone")
+            return;
+        }
+        match kind {
+            Kind::Action if unknown && self.state.compensating => {
+                self.emit(SagaEvent::AttemptsExhausted { step: name, kind });
+                self.compensate_next();
             }
-            Kind::Action => format!("step {name} after the pivot did not succeed in {used} attempts"),
-        };
-        self.emit(SagaEvent::SagaStuck { step: name, kind, reason });
+            Kind::Action if unknown => self.begin_compensation(reason),
+            _ => {
+                let reason = self.stuck_reason(step, kind);
+                self.emit(SagaEvent::SagaStuck { step: name, kind, reason });
+            }
+        }
     }
 
     fn operator_retry(&mut self, reason: &str) -> Result<(), Rejection> {
@@ -349,32 +524,48 @@ impl Draft<'_> {
             return Err(Rejection::NotAllowed(format!("retry needs a stuck saga; this one is {}", self.state.status)));
         };
         self.emit(SagaEvent::OperatorIntervened { verb: OperatorVerb::Retry, reason: reason.to_owned() });
-        self.send(step, kind);
+        self.resume(step, kind);
         Ok(())
+    }
+
+    /// A stuck saga goes on with a fresh budget: every (step, kind) of the
+    /// stuck group that ran out of attempts is sent again; stuck on the
+    /// saga deadline, the group it did not start starts.
+    fn resume(&mut self, step: usize, kind: Kind) {
+        let again: Vec<usize> = self.def.stage(step).filter(|&i| self.state.exhausted(i, kind)).collect();
+        match (again.is_empty(), kind) {
+            (false, _) => again.into_iter().for_each(|i| self.send(i, kind)),
+            (true, Kind::Action) => self.start_group(step),
+            (true, Kind::Compensation) => self.compensate_next(),
+        }
     }
 
     fn operator_compensate(&mut self, reason: &str) -> Result<(), Rejection> {
         self.refuse_if_finished()?;
-        let Some((step, kind)) = self.state.phase.awaited() else {
+        if self.state.phase.awaited().is_empty() {
             return Err(Rejection::NotAllowed("the saga awaits nothing".into()));
-        };
+        }
         let stuck = self.state.status == Status::Stuck;
         if self.state.compensating && !stuck {
             return Err(Rejection::NotAllowed("the saga is already compensating".into()));
         }
         // A pivot that was sent may have had its effect, which cannot be
-        // undone; one that failed had none (SPEC §2), so compensation may go on.
-        let pivot_took_effect = |p: usize| !matches!(self.state.steps[p].action.outcome, Outcome::NotSent | Outcome::Failed);
-        if let Some(pivot) = self.def.pivot().filter(|&p| pivot_took_effect(p)) {
+        // undone; one that failed had none (SPEC §2), so compensation may go
+        // on. A step after it that was sent (the pivot skipped) cannot be undone either.
+        let took_effect = |p: usize| {
+            let steps = &self.state.steps;
+            !matches!(steps[p].action.outcome, Outcome::NotSent | Outcome::Failed | Outcome::Skipped)
+                || steps[p + 1..].iter().any(|s| s.action.last_attempt > 0)
+        };
+        if let Some(pivot) = self.def.pivot().filter(|&p| took_effect(p)) {
             let pivot = &self.def.steps[pivot].name;
             return Err(Rejection::NotAllowed(format!("the pivot {pivot} was sent and cannot be undone; retry or abort instead")));
         }
         self.emit(SagaEvent::OperatorIntervened { verb: OperatorVerb::Compensate, reason: reason.to_owned() });
-        if self.state.compensating {
+        match self.state.phase {
             // Stuck while compensating: resume it with a fresh budget.
-            self.send(step, kind);
-        } else {
-            self.begin_compensation(format!("operator: {reason}"), step + 1);
+            Phase::Stuck { step, kind } if self.state.compensating => self.resume(step, kind),
+            _ => self.begin_compensation(format!("operator: {reason}")),
         }
         Ok(())
     }
@@ -385,4 +576,13 @@ impl Draft<'_> {
         self.emit(SagaEvent::SagaAborted { reason: format!("operator: {reason}") });
         Ok(())
     }
+}
+
+/// The reason recorded when the saga deadline passes (SPEC §7).
+pub const DEADLINE: &str = "deadline";
+
+/// Whether a `when` pointer's value lets its step run: anything but
+/// `false`, `null` or nothing.
+fn holds(value: Option<&Value>) -> bool {
+    !matches!(value, None | Some(Value::Null) | Some(Value::Bool(false)))
 }

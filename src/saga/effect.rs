@@ -5,11 +5,11 @@
 //! because a `command_sent` event is in the log (the log is the outbox), and
 //! a deadline is set because the state names one.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::event::{Recorded, SagaEvent};
 use super::ids::{idempotency_key, message_id, SagaId};
-use super::state::{Phase, SagaState};
+use super::state::SagaState;
 use crate::definition::{ActionName, Kind, Participant, SagaDefinition, SagaType, StepName};
 
 /// A command to a participant, as the core sees it (`wire` gives it JSON).
@@ -33,7 +33,8 @@ pub struct Command {
     pub idempotency_key: String,
     /// Same for re-publishes of one attempt (`Nats-Msg-Id`).
     pub message_id: String,
-    /// `{"input": …, "results": {step: output, …}}`.
+    /// `{"input": …, "results": {step: output, …}}`, or the step's
+    /// `payload` mapping ([`payload`]).
     pub payload: Value,
 }
 
@@ -66,8 +67,35 @@ pub fn command(def: &SagaDefinition, state: &SagaState, step: usize, kind: Kind,
         attempt,
         idempotency_key: idempotency_key(state.id, step_def.name.as_str(), kind),
         message_id: message_id(state.id, step_def.name.as_str(), kind, attempt),
-        payload: json!({ "input": state.input, "results": state.results(def) }),
+        payload: payload(def, state, step, kind),
     })
+}
+
+/// The payload of a command of (step, kind) (SPEC §3, §7). An action
+/// sees the outputs of the steps that succeeded before its group started
+/// (not its siblings'), so every attempt carries the payload of the first.
+/// Without a `payload` mapping: `{"input", "results"}` (a compensation's
+/// `results`: every step that succeeded so far). With one: an object of
+/// the mapped names, each the value its pointer names in `{"input",
+/// "results"}` or `null`; a compensation's also has `"output"`, its
+/// step's own action output (`null` for an unknown effect).
+pub fn payload(def: &SagaDefinition, state: &SagaState, step: usize, kind: Kind) -> Value {
+    let first = def.stage(step).start;
+    let Some(mapping) = def.steps.get(step).and_then(|s| s.payload.as_ref()) else {
+        let results = match kind {
+            Kind::Action => state.results_before(def, first),
+            Kind::Compensation => state.results(def),
+        };
+        return json!({ "input": state.input, "results": results });
+    };
+    let document = json!({ "input": state.input, "results": state.results_before(def, first) });
+    let mut out: Map<String, Value> =
+        mapping.iter().map(|(name, pointer)| (name.clone(), pointer.resolve(&document).cloned().unwrap_or(Value::Null))).collect();
+    if kind == Kind::Compensation {
+        let output = state.steps.get(step).and_then(|s| s.action.output.clone()).unwrap_or(Value::Null);
+        out.insert("output".to_owned(), output);
+    }
+    Value::Object(out)
 }
 
 /// The effects of `new_events`, which have just been committed and folded
@@ -82,7 +110,7 @@ pub fn effects(def: &SagaDefinition, state: &SagaState, new_events: &[Recorded])
             _ => None,
         })
         .collect();
-    out.push(deadline(&state.phase));
+    out.push(deadline(state));
     out
 }
 
@@ -96,33 +124,47 @@ pub struct Recovery {
     pub ack_wait_ms: i64,
 }
 
-/// The event a restart records for an attempt in flight: its deadline
-/// pushed back to at least the step's timeout plus the ack wait from the
-/// restart, so a reply that arrived in time (and may be held, unacknowledged,
-/// by the process that died) is never turned into a timeout (SPEC §2).
-/// Recorded, not just armed, so every engine sharing the store sees it.
-pub fn extension(def: &SagaDefinition, state: &SagaState, recovery: Recovery) -> Option<SagaEvent> {
-    let Phase::Awaiting { step, kind, attempt, deadline_ms } = state.phase else { return None };
-    let timeout = i64::try_from(def.steps.get(step)?.timeout_ms).unwrap_or(i64::MAX);
-    let grace = recovery.now_ms.saturating_add(timeout).saturating_add(recovery.ack_wait_ms);
-    (deadline_ms < grace).then(|| SagaEvent::DeadlineExtended { step: def.steps[step].name.clone(), kind, attempt, deadline_ms: grace })
+/// The events a restart records for the attempts in flight: each one's
+/// deadline pushed back to at least the step's timeout plus the ack wait
+/// from the restart, so a reply that arrived in time (and may be held,
+/// unacknowledged, by the process that died) is never turned into a
+/// timeout (SPEC §2). Recorded, not just armed, so every engine sharing
+/// the store sees them.
+pub fn extension(def: &SagaDefinition, state: &SagaState, recovery: Recovery) -> Vec<SagaEvent> {
+    let awaiting = state.phase.in_flight().iter().filter(|f| !f.backing_off);
+    awaiting
+        .filter_map(|f| {
+            let step = def.steps.get(f.step)?;
+            let timeout = i64::try_from(step.timeout_ms).unwrap_or(i64::MAX);
+            let grace = recovery.now_ms.saturating_add(timeout).saturating_add(recovery.ack_wait_ms);
+            (f.deadline_ms < grace).then(|| SagaEvent::DeadlineExtended {
+                step: step.name.clone(),
+                kind: f.kind,
+                attempt: f.attempt,
+                deadline_ms: grace,
+            })
+        })
+        .collect()
 }
 
-/// What a saga loaded after a restart still needs: the command of an
-/// attempt in flight, re-sent with the same idempotency key and message
-/// id, and its deadline (which already holds the restart's grace once
+/// What a saga loaded after a restart still needs: the commands of the
+/// attempts in flight, re-sent with the same idempotency keys and message
+/// ids, and its deadline (which already holds the restart's grace once
 /// the [`extension`] is folded in).
 pub fn outstanding(def: &SagaDefinition, state: &SagaState) -> Vec<Effect> {
-    let mut out = Vec::new();
-    if let Phase::Awaiting { step, kind, attempt, .. } = state.phase {
-        out.extend(command(def, state, step, kind, attempt).map(Effect::Send));
-    }
-    out.push(deadline(&state.phase));
+    let mut out: Vec<Effect> = state
+        .phase
+        .in_flight()
+        .iter()
+        .filter(|f| !f.backing_off)
+        .filter_map(|f| command(def, state, f.step, f.kind, f.attempt).map(Effect::Send))
+        .collect();
+    out.push(deadline(state));
     out
 }
 
-fn deadline(phase: &Phase) -> Effect {
-    match phase.deadline_ms() {
+fn deadline(state: &SagaState) -> Effect {
+    match state.deadline_ms() {
         Some(at_ms) => Effect::SetDeadline { at_ms },
         None => Effect::ClearDeadline,
     }

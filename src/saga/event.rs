@@ -4,6 +4,12 @@
 //! `(type, data)` pair a store keeps beside [`SCHEMA_VERSION`]; [`decode`]
 //! reads any schema version ever written, so old logs stay readable: a
 //! future schema adds an upcasting arm there, never edits an old variant.
+//!
+//! Schema 2 (SPEC §7) only adds: the events `step_skipped`,
+//! `heartbeat_recorded`, `attempts_exhausted` and `saga_deadline_passed`,
+//! and `keep_in_flight` on `compensation_started` (absent: `false`, what
+//! every schema 1 event meant). A schema 1 log reads, and folds, as before
+//! (the golden logs under `tests/fixtures/golden` hold it).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,7 +17,7 @@ use serde_json::Value;
 use crate::definition::{Kind, StepName};
 
 /// The schema version written with every new event.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// Something that happened to a saga instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +119,42 @@ pub enum SagaEvent {
     CompensationStarted {
         /// Why.
         reason: String,
+        /// The actions still in flight (a failed step's siblings in its
+        /// parallel group) go on until each is conclusive or unknown;
+        /// `false` (schema 1's only meaning): they are abandoned, of unknown effect.
+        #[serde(default, skip_serializing_if = "is_false")]
+        keep_in_flight: bool,
     },
+    /// The step's `when` did not hold when its group started: it is never
+    /// sent and never compensated (schema 2).
+    StepSkipped {
+        /// The step.
+        step: StepName,
+    },
+    /// A participant's `"status": "working"` reply to the attempt in
+    /// flight: its timeout starts again, until `deadline_ms` (schema 2).
+    HeartbeatRecorded {
+        /// The step.
+        step: StepName,
+        /// Action or compensation.
+        kind: Kind,
+        /// The attempt in flight.
+        attempt: u32,
+        /// The attempt's new deadline (ms since the epoch).
+        deadline_ms: i64,
+    },
+    /// The attempts of (step, kind) ran out while other steps of its group
+    /// are still in flight: its effect is unknown; what follows waits for
+    /// them (schema 2).
+    AttemptsExhausted {
+        /// The step.
+        step: StepName,
+        /// Action or compensation.
+        kind: Kind,
+    },
+    /// The saga deadline passed (schema 2): before the pivot was sent the
+    /// saga compensates, after it no new group starts.
+    SagaDeadlinePassed {},
     /// Every action succeeded.
     SagaCompleted {},
     /// Every step that needed undoing was undone.
@@ -173,6 +214,10 @@ impl SagaEvent {
             SagaEvent::DeadlineExtended { .. } => "deadline_extended",
             SagaEvent::RetryScheduled { .. } => "retry_scheduled",
             SagaEvent::CompensationStarted { .. } => "compensation_started",
+            SagaEvent::StepSkipped { .. } => "step_skipped",
+            SagaEvent::HeartbeatRecorded { .. } => "heartbeat_recorded",
+            SagaEvent::AttemptsExhausted { .. } => "attempts_exhausted",
+            SagaEvent::SagaDeadlinePassed {} => "saga_deadline_passed",
             SagaEvent::SagaCompleted {} => "saga_completed",
             SagaEvent::SagaCompensated {} => "saga_compensated",
             SagaEvent::SagaStuck { .. } => "saga_stuck",
@@ -181,6 +226,10 @@ impl SagaEvent {
             SagaEvent::InputIgnored { .. } => "input_ignored",
         }
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// An event with its place in the log and the time it was decided.
@@ -223,7 +272,8 @@ pub fn encode(event: &SagaEvent) -> (&'static str, Value) {
 /// Reads an event written with any schema version up to [`SCHEMA_VERSION`].
 pub fn decode(schema_version: u16, event_type: &str, data: Value) -> Result<SagaEvent, DecodeError> {
     match schema_version {
-        1 => {
+        // Schema 2 only adds to schema 1: one reading serves both.
+        1 | 2 => {
             let tagged = serde_json::json!({ "type": event_type, "data": data });
             serde_json::from_value(tagged).map_err(|source| DecodeError::Malformed { event_type: event_type.to_owned(), source })
         }
@@ -237,7 +287,7 @@ pub fn decode(schema_version: u16, event_type: &str, data: Value) -> Result<Saga
 /// JSON value of the type's shape is [`DecodeError::Malformed`].
 pub fn decode_text(schema_version: u16, event_type: &str, data: &str) -> Result<SagaEvent, DecodeError> {
     match schema_version {
-        1 => {
+        1 | 2 => {
             let malformed = |source| DecodeError::Malformed { event_type: event_type.to_owned(), source };
             let type_name = serde_json::to_string(event_type).map_err(malformed)?;
             let tagged = format!("{{\"type\":{type_name},\"data\":{data}}}");
@@ -268,7 +318,12 @@ mod tests {
             SagaEvent::AttemptTimedOut { step: step.clone(), kind: Kind::Action, attempt: 1 },
             SagaEvent::RetryScheduled { step: step.clone(), kind: Kind::Action, attempt: 2, due_ms: 5 },
             SagaEvent::DeadlineExtended { step: step.clone(), kind: Kind::Action, attempt: 2, deadline_ms: 7 },
-            SagaEvent::CompensationStarted { reason: "r".into() },
+            SagaEvent::CompensationStarted { reason: "r".into(), keep_in_flight: false },
+            SagaEvent::CompensationStarted { reason: "r".into(), keep_in_flight: true },
+            SagaEvent::StepSkipped { step: step.clone() },
+            SagaEvent::HeartbeatRecorded { step: step.clone(), kind: Kind::Action, attempt: 1, deadline_ms: 9 },
+            SagaEvent::AttemptsExhausted { step: step.clone(), kind: Kind::Compensation },
+            SagaEvent::SagaDeadlinePassed {},
             SagaEvent::SagaCompleted {},
             SagaEvent::SagaCompensated {},
             SagaEvent::SagaStuck { step, kind: Kind::Action, reason: "r".into() },
@@ -285,7 +340,16 @@ mod tests {
     }
 
     #[test]
+    fn schema_1_compensation_started_reads_as_abandoning_what_is_in_flight() {
+        let event = decode(1, "compensation_started", serde_json::json!({"reason": "r"})).unwrap();
+        assert_eq!(event, SagaEvent::CompensationStarted { reason: "r".into(), keep_in_flight: false });
+        // Written without the field when false: schema 1's exact shape.
+        assert_eq!(encode(&event).1, serde_json::json!({"reason": "r"}));
+    }
+
+    #[test]
     fn unknown_schema_and_garbage_are_errors_not_panics() {
+        assert!(matches!(decode(3, "saga_completed", serde_json::json!({})), Err(DecodeError::FutureSchema(3))));
         assert!(matches!(decode(99, "saga_completed", serde_json::json!({})), Err(DecodeError::FutureSchema(99))));
         assert!(decode(1, "no_such_event", serde_json::json!({})).is_err());
         assert!(decode(1, "command_sent", serde_json::json!({"step": "BAD NAME"})).is_err());

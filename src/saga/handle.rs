@@ -60,10 +60,10 @@ pub fn handle(decide: Decide, def: &SagaDefinition, id: SagaId, state: Option<Sa
 }
 
 /// What a restart does to an unfinished saga loaded from the store: the
-/// grace of an attempt in flight recorded ([`extension`]), its command
+/// grace of each attempt in flight recorded ([`extension`]), its command
 /// re-sent with the same idempotency key, its deadline set.
 pub fn recover(def: &SagaDefinition, state: SagaState, recovery: Recovery) -> Handled {
-    let events: Vec<SagaEvent> = extension(def, &state, recovery).into_iter().collect();
+    let events: Vec<SagaEvent> = extension(def, &state, recovery);
     let Decision { events, state } = apply(def, state, events, recovery.now_ms);
     let effects = outstanding(def, &state);
     Handled { state: Some(state), events, effects, rejection: None }

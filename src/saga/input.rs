@@ -48,7 +48,7 @@ pub struct Reply {
     pub kind: Kind,
     /// The attempt it answers.
     pub attempt: u32,
-    /// `ok` or `failed`.
+    /// `ok`, `failed` or `working`.
     pub status: ReplyStatus,
     /// The participant's output.
     pub output: Option<Value>,
@@ -64,6 +64,9 @@ pub enum ReplyStatus {
     Ok,
     /// The command was refused (a business failure).
     Failed,
+    /// Still at work: a heartbeat that restarts the attempt's timeout and
+    /// never concludes the step (SPEC §7).
+    Working,
 }
 
 impl Input {
@@ -84,6 +87,7 @@ impl fmt::Display for Input {
                 let status = match r.status {
                     ReplyStatus::Ok => "ok",
                     ReplyStatus::Failed => "failed",
+                    ReplyStatus::Working => "working",
                 };
                 write!(f, "{status} reply from {} for {}:{} attempt {}", r.participant, r.step, r.kind, r.attempt)
             }

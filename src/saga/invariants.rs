@@ -1,4 +1,8 @@
-//! The invariants of SPEC §6 that one saga's log must hold.
+//! The invariants of SPEC §6 that one saga's log must hold, read with
+//! "group" for "step" (SPEC §7): no action of a later group before every
+//! step of the earlier groups succeeded (or was skipped); the
+//! compensations of a group only after every later group's succeeded; a
+//! skipped step never sent nor compensated.
 //!
 //! Shared by the property tests and `jetsaga check`: both hand every log
 //! the simulator produced to [`check_log`]. World-level invariants (what
@@ -64,24 +68,30 @@ pub fn check_log(def: &SagaDefinition, log: &[Recorded], state: &SagaState, quie
         fail(7, detail.clone());
     }
 
-    // 2. completed ⇒ every action succeeded, none compensated.
+    // 2. completed ⇒ every action succeeded (or was skipped), none compensated.
     if state.status == Status::Completed {
-        if facts.succeeded_actions.len() != def.steps.len() {
-            fail(2, format!("completed with {} of {} actions succeeded", facts.succeeded_actions.len(), def.steps.len()));
+        let done = facts.succeeded_actions.len() + facts.skipped.len();
+        if done != def.steps.len() {
+            fail(2, format!("completed with {done} of {} actions succeeded or skipped", def.steps.len()));
         }
         if facts.compensation_began || !facts.compensations_sent.is_empty() {
             fail(2, "completed, yet compensation began".into());
         }
     }
 
-    // 3. compensated ⇒ exactly the succeeded-or-unknown steps were undone, last first.
+    // 3. compensated ⇒ exactly the succeeded-or-unknown steps were undone,
+    // last group first (the steps of one group in any order).
     if state.status == Status::Compensated {
         let need: Vec<usize> = (0..def.steps.len()).rev().filter(|i| facts.needs_compensation(*i)).collect();
-        if facts.compensated_order != need {
+        let mut done = facts.compensated_order.clone();
+        let reversed =
+            done.windows(2).all(|w| def.stage(w[1]).start < def.stage(w[0]).start || (w[1] != w[0] && def.stage(w[1]) == def.stage(w[0])));
+        done.sort_unstable_by(|a, b| b.cmp(a));
+        if done != need || !reversed {
             fail(
                 3,
                 format!(
-                    "compensated steps {:?}, expected {:?} (reverse order of succeeded or unknown steps)",
+                    "compensated steps {:?}, expected {:?} (reverse order of the groups of succeeded or unknown steps)",
                     names(def, &facts.compensated_order),
                     names(def, &need)
                 ),
@@ -104,11 +114,14 @@ fn names(def: &SagaDefinition, steps: &[usize]) -> Vec<String> {
 #[derive(Default)]
 struct Facts {
     succeeded_actions: BTreeSet<usize>,
+    skipped: BTreeSet<usize>,
     failed_actions: BTreeSet<usize>,
     sent_actions: BTreeSet<usize>,
     compensations_sent: BTreeSet<usize>,
     compensated_order: Vec<usize>,
     compensation_began: bool,
+    /// Compensation began abandoning the actions in flight: none is sent again.
+    actions_abandoned: bool,
     order_violations: Vec<String>,
     attempt_violations: Vec<String>,
 }
@@ -157,30 +170,45 @@ impl Facts {
                     self.failed_actions.insert(i);
                 }
             }
-            SagaEvent::CompensationStarted { .. } => self.compensation_began = true,
+            SagaEvent::CompensationStarted { keep_in_flight, .. } => {
+                self.compensation_began = true;
+                self.actions_abandoned |= !keep_in_flight;
+            }
+            SagaEvent::StepSkipped { step } => {
+                let Some(i) = index(step.as_str()) else { return };
+                if self.sent_actions.contains(&i) || !self.skipped.insert(i) {
+                    self.order_violations.push(format!("seq {}: {step} skipped after it was sent or skipped", recorded.seq));
+                }
+            }
             _ => {}
         }
     }
 
-    /// 4. No action for step N+1 before step N succeeded; none after compensation began.
+    /// Invariant 4: no action of a group before every step of the groups
+    /// before it succeeded (or was skipped); none first sent after
+    /// compensation began, and none at all once it abandoned the actions in
+    /// flight (the siblings of a failed step keep their attempts); a
+    /// skipped step never.
     fn check_action_order(&mut self, def: &SagaDefinition, step: usize, seq: u64) {
-        if self.compensation_began {
-            self.order_violations.push(format!("seq {seq}: action {} sent after compensation began", def.steps[step].name));
+        let name = &def.steps[step].name;
+        if self.actions_abandoned || (self.compensation_began && !self.sent_actions.contains(&step)) {
+            self.order_violations.push(format!("seq {seq}: action {name} sent after compensation began"));
         }
-        if step > 0 && !self.succeeded_actions.contains(&(step - 1)) {
-            self.order_violations.push(format!(
-                "seq {seq}: action {} sent before {} succeeded",
-                def.steps[step].name,
-                def.steps[step - 1].name
-            ));
+        if self.skipped.contains(&step) {
+            self.order_violations.push(format!("seq {seq}: action {name} sent, though it was skipped"));
+        }
+        let before = 0..def.stage(step).start;
+        if let Some(j) = before.clone().find(|j| !self.succeeded_actions.contains(j) && !self.skipped.contains(j)) {
+            self.order_violations.push(format!("seq {seq}: action {name} sent before {} succeeded", def.steps[j].name));
         }
         self.sent_actions.insert(step);
     }
 
-    /// Compensations one at a time, last step first: none for a step while
-    /// a later step that needs undoing is not undone yet.
+    /// Compensations group by group, last group first: none for a step
+    /// while a step of a later group that needs undoing is not undone yet.
     fn check_compensation_order(&mut self, def: &SagaDefinition, step: usize, seq: u64) {
-        let later_pending = (step + 1..def.steps.len()).find(|j| self.needs_compensation(*j) && !self.compensated_order.contains(j));
+        let later = def.stage(step).end..def.steps.len();
+        let later_pending = later.into_iter().find(|j| self.needs_compensation(*j) && !self.compensated_order.contains(j));
         if let Some(j) = later_pending {
             self.order_violations
                 .push(format!("seq {seq}: compensation of {} sent before {} was undone", def.steps[step].name, def.steps[j].name));

@@ -20,13 +20,15 @@ pub mod invariants;
 mod state;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
 
 pub use backoff::delay_ms;
-pub use decide::{apply, decide, ignored, Context, Decision, Rejection, IGNORED_RECORDED_MAX};
-pub use effect::{command, effects, extension, outstanding, Command, Effect, Recovery};
+pub use decide::{apply, decide, ignored, Context, Decision, Rejection, DEADLINE, IGNORED_RECORDED_MAX};
+pub use effect::{command, effects, extension, outstanding, payload, Command, Effect, Recovery};
 pub use event::{decode, decode_text, encode, DecodeError, OperatorVerb, Recorded, SagaEvent, SCHEMA_VERSION};
 pub use handle::{handle, recover, Decide, Handled};
 pub use ids::{idempotency_key, message_id, SagaId, SagaIdError};
 pub use input::{Input, Reply, ReplyStatus};
-pub use state::{begin, evolve, fold, Outcome, Phase, SagaState, Status, StepState, Track};
+pub use state::{begin, evolve, fold, InFlight, Outcome, Phase, SagaDeadline, SagaState, Status, StepState, Track};

@@ -79,6 +79,8 @@ pub enum Outcome {
     /// Attempts ran out (or compensation began) without a conclusive reply:
     /// the effect may or may not have happened.
     Unknown,
+    /// The step's `when` did not hold (SPEC §7): never sent, never compensated.
+    Skipped,
 }
 
 /// The progress of one (step, kind).
@@ -132,60 +134,120 @@ impl StepState {
     }
 }
 
-/// What the saga is waiting for.
+/// One (step, kind) in flight: awaiting the reply to an attempt, or
+/// backing off before the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Step index.
+    pub step: usize,
+    /// Action or compensation.
+    pub kind: Kind,
+    /// The attempt in flight, or the one to send after the backoff.
+    pub attempt: u32,
+    /// When the attempt times out, or when the backoff ends.
+    pub deadline_ms: i64,
+    /// Backing off (the attempt is not sent yet) rather than awaiting a reply.
+    pub backing_off: bool,
+    /// When the last heartbeat of this attempt was recorded (SPEC §7).
+    pub heartbeat_ms: Option<i64>,
+}
+
+/// What the saga is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    /// A reply to `attempt` of (step, kind), until `deadline_ms`.
-    Awaiting {
-        /// Step index.
-        step: usize,
-        /// Action or compensation.
-        kind: Kind,
-        /// The attempt in flight.
-        attempt: u32,
-        /// When it times out.
-        deadline_ms: i64,
-    },
-    /// The backoff before sending `attempt` of (step, kind) at `deadline_ms`.
-    BackingOff {
-        /// Step index.
-        step: usize,
-        /// Action or compensation.
-        kind: Kind,
-        /// The attempt to send.
-        attempt: u32,
-        /// When to send it.
-        deadline_ms: i64,
-    },
-    /// Attempts of (step, kind) ran out; an operator must act.
+    /// Replies or backoffs of one or more (step, kind)s at once (a parallel
+    /// group runs several), ordered by (step, kind); never empty.
+    Waiting(Vec<InFlight>),
+    /// Attempts of (step, kind) ran out (or the saga deadline passed after
+    /// the pivot, then `step` is the next one to run); an operator must act.
     Stuck {
         /// Step index.
         step: usize,
         /// Action or compensation.
         kind: Kind,
     },
-    /// Awaits nothing: the saga has just started (its first command is
+    /// Awaits nothing: the saga has just started (its first commands are
     /// decided with its start) or is terminal.
     Idle,
 }
 
 impl Phase {
-    /// The (step, kind) whose reply the saga would accept now.
-    pub fn awaited(&self) -> Option<(usize, Kind)> {
-        match *self {
-            Phase::Awaiting { step, kind, .. } | Phase::BackingOff { step, kind, .. } | Phase::Stuck { step, kind } => Some((step, kind)),
-            Phase::Idle => None,
+    /// What is in flight (empty unless [`Phase::Waiting`]).
+    pub fn in_flight(&self) -> &[InFlight] {
+        match self {
+            Phase::Waiting(all) => all,
+            Phase::Stuck { .. } | Phase::Idle => &[],
         }
     }
 
-    /// The saga's deadline: when the runtime must wake it up (an attempt
-    /// times out, or a backoff ends), if ever.
-    pub fn deadline_ms(&self) -> Option<i64> {
-        match *self {
-            Phase::Awaiting { deadline_ms, .. } | Phase::BackingOff { deadline_ms, .. } => Some(deadline_ms),
-            Phase::Stuck { .. } | Phase::Idle => None,
+    /// The in-flight entry of (step, kind), if any.
+    pub fn get(&self, step: usize, kind: Kind) -> Option<&InFlight> {
+        self.in_flight().iter().find(|f| (f.step, f.kind) == (step, kind))
+    }
+
+    /// The (step, kind)s whose replies the saga accepts now: those in
+    /// flight, or the one it is stuck on.
+    pub fn awaited(&self) -> Vec<(usize, Kind)> {
+        match self {
+            Phase::Waiting(all) => all.iter().map(|f| (f.step, f.kind)).collect(),
+            Phase::Stuck { step, kind } => vec![(*step, *kind)],
+            Phase::Idle => Vec::new(),
         }
     }
+
+    /// The earliest deadline of what is in flight: when an attempt times
+    /// out or a backoff ends, if ever.
+    pub fn deadline_ms(&self) -> Option<i64> {
+        self.in_flight().iter().map(|f| f.deadline_ms).min()
+    }
+
+    /// Puts `entry` in flight, replacing any entry of its (step, kind).
+    fn insert(&mut self, entry: InFlight) {
+        let mut all = match std::mem::replace(self, Phase::Idle) {
+            Phase::Waiting(all) => all,
+            Phase::Stuck { .. } | Phase::Idle => Vec::new(),
+        };
+        all.retain(|f| (f.step, f.kind) != (entry.step, entry.kind));
+        let at = all.partition_point(|f| (f.step, f.kind) < (entry.step, entry.kind));
+        all.insert(at, entry);
+        *self = Phase::Waiting(all);
+    }
+
+    /// Ends what is in flight for (step, kind); with nothing left, the phase is idle.
+    fn remove(&mut self, step: usize, kind: Kind) {
+        if let Phase::Waiting(all) = self {
+            all.retain(|f| (f.step, f.kind) != (step, kind));
+            if all.is_empty() {
+                *self = Phase::Idle;
+            }
+        }
+    }
+
+    /// Ends every action in flight.
+    fn remove_actions(&mut self) {
+        if let Phase::Waiting(all) = self {
+            all.retain(|f| f.kind != Kind::Action);
+            if all.is_empty() {
+                *self = Phase::Idle;
+            }
+        }
+    }
+}
+
+/// The saga deadline of SPEC §7 (`deadline` in the definition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaDeadline {
+    /// The definition sets none.
+    None,
+    /// It passes at `at_ms` (the start + the definition's `deadline`).
+    Pending {
+        /// When (ms since the epoch).
+        at_ms: i64,
+    },
+    /// It passed (`saga_deadline_passed`).
+    Passed,
+    /// It passed and an operator's retry lifted it.
+    Lifted,
 }
 
 /// Everything known about a saga instance, folded from its events.
@@ -207,6 +269,8 @@ pub struct SagaState {
     pub steps: Vec<StepState>,
     /// Whether compensation has begun (it never stops once begun).
     pub compensating: bool,
+    /// The saga deadline (SPEC §7).
+    pub deadline: SagaDeadline,
     /// Why the saga compensates, is stuck or was aborted.
     pub reason: Option<String>,
     /// The seq of the last event folded.
@@ -222,19 +286,47 @@ pub struct SagaState {
 
 impl SagaState {
     /// The outputs of every step that succeeded so far, by step name:
-    /// the `results` of a command's payload.
+    /// the `results` of a compensation's payload.
     pub fn results(&self, def: &SagaDefinition) -> BTreeMap<String, Value> {
+        self.results_before(def, def.steps.len())
+    }
+
+    /// The outputs of the steps before `index` that succeeded, by step
+    /// name: the `results` an action of the group starting at `index` sees
+    /// (its siblings' outputs are not among them, SPEC §7).
+    pub fn results_before(&self, def: &SagaDefinition, index: usize) -> BTreeMap<String, Value> {
         def.steps
             .iter()
             .zip(&self.steps)
+            .take(index)
             .filter(|(_, s)| s.action.outcome == Outcome::Succeeded)
             .map(|(d, s)| (d.name.to_string(), s.action.output.clone().unwrap_or(Value::Null)))
             .collect()
     }
 
-    /// The name of the step the saga is at, if any.
-    pub fn current_step<'d>(&self, def: &'d SagaDefinition) -> Option<&'d str> {
-        self.phase.awaited().map(|(i, _)| def.steps[i].name.as_str())
+    /// The steps the saga is at (in flight, or stuck on), comma-separated.
+    pub fn current_step(&self, def: &SagaDefinition) -> Option<String> {
+        let mut names: Vec<&str> =
+            self.phase.awaited().into_iter().filter_map(|(i, _)| def.steps.get(i)).map(|s| s.name.as_str()).collect();
+        names.dedup();
+        (!names.is_empty()).then(|| names.join(","))
+    }
+
+    /// When the runtime must wake the saga: the earliest of what is in
+    /// flight, and the saga deadline while it can still act (running,
+    /// not compensating, not passed).
+    pub fn deadline_ms(&self) -> Option<i64> {
+        let saga = match self.deadline {
+            SagaDeadline::Pending { at_ms } if self.status == Status::Running && !self.compensating => Some(at_ms),
+            _ => None,
+        };
+        [self.phase.deadline_ms(), saga].into_iter().flatten().min()
+    }
+
+    /// Whether the attempts of (step, kind) ran out and nothing of it is in
+    /// flight: what a stuck saga's operator retry sends again.
+    pub fn exhausted(&self, step: usize, kind: Kind) -> bool {
+        self.steps.get(step).is_some_and(|s| s.track(kind).outcome == Outcome::Unknown) && self.phase.get(step, kind).is_none()
     }
 }
 
@@ -270,6 +362,10 @@ pub(super) fn new_saga(def: &SagaDefinition, id: SagaId, saga_type: &str, versio
         phase: Phase::Idle,
         steps: vec![StepState::default(); def.steps.len()],
         compensating: false,
+        deadline: match def.deadline_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)) {
+            Some(ms) => SagaDeadline::Pending { at_ms: recorded.at_ms.saturating_add(ms) },
+            None => SagaDeadline::None,
+        },
         reason: None,
         seq: recorded.seq,
         ignored: 0,
@@ -297,44 +393,82 @@ pub fn evolve(state: &mut SagaState, def: &SagaDefinition, recorded: &Recorded) 
             track.last_attempt = track.last_attempt.max(*attempt);
             track.outcome = Outcome::Pending;
             state.status = if state.compensating { Status::Compensating } else { Status::Running };
-            state.phase = Phase::Awaiting { step: i, kind: *kind, attempt: *attempt, deadline_ms: *deadline_ms };
+            let entry =
+                InFlight { step: i, kind: *kind, attempt: *attempt, deadline_ms: *deadline_ms, backing_off: false, heartbeat_ms: None };
+            state.phase.insert(entry);
         }
         SagaEvent::StepSucceeded { step, kind, output, .. } => {
             let Some(i) = index(step.as_str()) else { return };
             let track = state.steps[i].track_mut(*kind);
             track.outcome = Outcome::Succeeded;
             track.output = Some(output.clone());
+            state.phase.remove(i, *kind);
         }
         SagaEvent::StepFailed { step, kind, error, .. } => {
             let Some(i) = index(step.as_str()) else { return };
             let track = state.steps[i].track_mut(*kind);
             track.outcome = Outcome::Failed;
             track.error = error.clone();
+            state.phase.remove(i, *kind);
         }
         SagaEvent::AttemptFailed { step, kind, error, .. } => {
             let Some(i) = index(step.as_str()) else { return };
             state.steps[i].track_mut(*kind).error = error.clone();
+            state.phase.remove(i, *kind);
         }
-        SagaEvent::AttemptTimedOut { .. } => {}
-        SagaEvent::DeadlineExtended { step, kind, attempt, deadline_ms } => {
+        SagaEvent::AttemptTimedOut { step, kind, .. } => {
             let Some(i) = index(step.as_str()) else { return };
-            if let Phase::Awaiting { step: s, kind: k, attempt: a, deadline_ms: d } = &mut state.phase {
-                if (*s, *k, *a) == (i, *kind, *attempt) {
-                    *d = *deadline_ms;
+            state.phase.remove(i, *kind);
+        }
+        SagaEvent::DeadlineExtended { step, kind, attempt, deadline_ms }
+        | SagaEvent::HeartbeatRecorded { step, kind, attempt, deadline_ms } => {
+            let Some(i) = index(step.as_str()) else { return };
+            let heartbeat = matches!(recorded.event, SagaEvent::HeartbeatRecorded { .. });
+            if let Phase::Waiting(all) = &mut state.phase {
+                for f in all.iter_mut().filter(|f| (f.step, f.kind, f.attempt, f.backing_off) == (i, *kind, *attempt, false)) {
+                    f.deadline_ms = *deadline_ms;
+                    if heartbeat {
+                        f.heartbeat_ms = Some(recorded.at_ms);
+                    }
                 }
             }
         }
         SagaEvent::RetryScheduled { step, kind, attempt, due_ms } => {
             let Some(i) = index(step.as_str()) else { return };
-            state.phase = Phase::BackingOff { step: i, kind: *kind, attempt: *attempt, deadline_ms: *due_ms };
+            state.phase.insert(InFlight {
+                step: i,
+                kind: *kind,
+                attempt: *attempt,
+                deadline_ms: *due_ms,
+                backing_off: true,
+                heartbeat_ms: None,
+            });
         }
-        SagaEvent::CompensationStarted { reason } => {
+        SagaEvent::StepSkipped { step } => {
+            let Some(i) = index(step.as_str()) else { return };
+            state.steps[i].action.outcome = Outcome::Skipped;
+        }
+        SagaEvent::AttemptsExhausted { step, kind } => {
+            let Some(i) = index(step.as_str()) else { return };
+            state.phase.remove(i, *kind);
+            let track = state.steps[i].track_mut(*kind);
+            if track.outcome == Outcome::Pending {
+                track.outcome = Outcome::Unknown;
+            }
+        }
+        SagaEvent::SagaDeadlinePassed {} => state.deadline = SagaDeadline::Passed,
+        SagaEvent::CompensationStarted { reason, keep_in_flight } => {
             state.compensating = true;
             state.status = Status::Compensating;
             state.reason = Some(reason.clone());
-            // An action still in flight may have happened: undo it too.
-            for step in &mut state.steps {
-                if step.action.outcome == Outcome::Pending {
+            if !keep_in_flight {
+                // Actions in flight are abandoned: they may have happened, so they are undone too.
+                state.phase.remove_actions();
+            }
+            // An action that is sent and no longer in flight may have happened: undo it too.
+            let phase = &state.phase;
+            for (i, step) in state.steps.iter_mut().enumerate() {
+                if step.action.outcome == Outcome::Pending && phase.get(i, Kind::Action).is_none() {
                     step.action.outcome = Outcome::Unknown;
                 }
             }
@@ -350,17 +484,29 @@ pub fn evolve(state: &mut SagaState, def: &SagaDefinition, recorded: &Recorded) 
             state.status = Status::Stuck;
             state.reason = Some(reason.clone());
             state.phase = Phase::Stuck { step: i, kind: *kind };
-            let track = state.steps[i].track_mut(*kind);
-            if track.outcome == Outcome::Pending {
-                track.outcome = Outcome::Unknown;
+            // Every attempt that ran out is now of unknown effect.
+            for step in &mut state.steps {
+                let track = step.track_mut(*kind);
+                if track.outcome == Outcome::Pending {
+                    track.outcome = Outcome::Unknown;
+                }
             }
         }
         SagaEvent::OperatorIntervened { verb, .. } => {
-            if let (OperatorVerb::Retry | OperatorVerb::Compensate, Phase::Stuck { step, kind }) = (verb, state.phase) {
-                // A fresh budget: attempt numbers go on counting.
-                let track = state.steps[step].track_mut(kind);
-                track.budget_start = track.last_attempt + 1;
+            if let (OperatorVerb::Retry | OperatorVerb::Compensate, Phase::Stuck { step, kind }) = (verb, &state.phase) {
+                let (step, kind) = (*step, *kind);
+                // A fresh budget for every (step, kind) of the group that
+                // ran out: attempt numbers go on counting.
+                for i in def.stage(step) {
+                    if i == step || state.steps[i].track(kind).outcome == Outcome::Unknown {
+                        let track = state.steps[i].track_mut(kind);
+                        track.budget_start = track.last_attempt + 1;
+                    }
+                }
                 state.status = if state.compensating { Status::Compensating } else { Status::Running };
+            }
+            if *verb == OperatorVerb::Retry && state.deadline == SagaDeadline::Passed {
+                state.deadline = SagaDeadline::Lifted;
             }
         }
     }

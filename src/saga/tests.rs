@@ -1,4 +1,5 @@
-//! Given / when / then tests of the core: one per rule of SPEC §2.
+//! Given / when / then tests of the core: one per rule of SPEC §2 (the
+//! rules of §7 are in `tests/second_edition.rs`).
 //!
 //! `given(events).when(input)` folds the events, decides, and returns the
 //! new events or the rejection; each test states the exact outcome.
@@ -27,8 +28,12 @@ fn definition(steps: &[(&str, &str, Option<&str>)]) -> SagaDefinition {
                 compensation: compensation.map(|c| ActionName::parse(c).unwrap()),
                 timeout_ms: TIMEOUT as u64,
                 retry: RETRY,
+                group: None,
+                when: None,
+                payload: None,
             })
             .collect(),
+        deadline_ms: None,
         content_hash: "hash".into(),
         source: String::new(),
     }
@@ -124,6 +129,10 @@ impl Given {
         handle(decide, &self.def, id(), self.state(), &input, &Context::new(NOW, 1.0))
     }
 
+    fn handled_at(&self, input: Input, now_ms: i64) -> Handled {
+        handle(decide, &self.def, id(), self.state(), &input, &Context::new(now_ms, 1.0))
+    }
+
     fn when(&self, input: Input) -> Result<Vec<SagaEvent>, Rejection> {
         self.when_at(input, NOW)
     }
@@ -189,7 +198,7 @@ fn a_business_failure_compensates_the_finished_steps_last_first() {
         then,
         vec![
             SagaEvent::StepFailed { step: step("car"), kind: Kind::Action, attempt: 1, error: Some("refused".into()) },
-            SagaEvent::CompensationStarted { reason: "step car failed: refused".into() },
+            SagaEvent::CompensationStarted { reason: "step car failed: refused".into(), keep_in_flight: false },
             sent("hotel", Kind::Compensation, 1),
         ]
     );
@@ -270,7 +279,7 @@ fn exhausted_attempts_before_the_pivot_compensate_the_unknown_step_too() {
     let def = trip();
     let events = retried(at_step(&def, 1), "hotel", Kind::Action, 3);
     let then = given(def, events).when_at(Input::DeadlinePassed, NOW + TIMEOUT).unwrap();
-    assert!(matches!(&then[1], SagaEvent::CompensationStarted { reason } if reason.contains("effect is unknown")), "{then:?}");
+    assert!(matches!(&then[1], SagaEvent::CompensationStarted { reason, .. } if reason.contains("effect is unknown")), "{then:?}");
     assert_eq!(then[0], timed_out("hotel", Kind::Action, 3));
     let deadline_ms = NOW + 2 * TIMEOUT;
     assert_eq!(then[2], SagaEvent::CommandSent { step: step("hotel"), kind: Kind::Compensation, attempt: 1, deadline_ms });
@@ -479,7 +488,7 @@ fn an_operator_compensation_undoes_the_step_in_flight_and_those_before() {
         then,
         vec![
             SagaEvent::OperatorIntervened { verb: OperatorVerb::Compensate, reason: "customer cancelled".into() },
-            SagaEvent::CompensationStarted { reason: "operator: customer cancelled".into() },
+            SagaEvent::CompensationStarted { reason: "operator: customer cancelled".into(), keep_in_flight: false },
             sent("car", Kind::Compensation, 1),
         ]
     );
@@ -606,7 +615,7 @@ fn a_restart_records_the_grace_of_an_attempt_in_flight() {
     let def = trip();
     let state = given(def.clone(), at_step(&def, 1)).state().unwrap();
     let restart = NOW + 10;
-    let event = extension(&def, &state, Recovery { now_ms: restart, ack_wait_ms: 30_000 }).expect("an extension");
+    let event = extension(&def, &state, Recovery { now_ms: restart, ack_wait_ms: 30_000 }).into_iter().next().expect("an extension");
     let deadline_ms = restart + TIMEOUT + 30_000;
     assert_eq!(event, SagaEvent::DeadlineExtended { step: step("hotel"), kind: Kind::Action, attempt: 1, deadline_ms });
     let mut events = at_step(&def, 1);
@@ -616,7 +625,7 @@ fn a_restart_records_the_grace_of_an_attempt_in_flight() {
     assert_eq!(g.when_at(Input::DeadlinePassed, NOW + TIMEOUT), Err(Rejection::NothingDue));
     assert_eq!(g.when_at(Input::DeadlinePassed, deadline_ms).unwrap()[0], timed_out("hotel", Kind::Action, 1));
     // A deadline already far enough away needs no extension.
-    assert_eq!(extension(&def, &g.state().unwrap(), Recovery { now_ms: restart, ack_wait_ms: 30_000 }), None);
+    assert_eq!(extension(&def, &g.state().unwrap(), Recovery { now_ms: restart, ack_wait_ms: 30_000 }), vec![]);
 }
 
 #[test]
@@ -638,3 +647,5 @@ fn a_saga_without_a_pivot_compensates_any_step() {
     let then = given(def, events).when(failed("q", "b", Kind::Action, 1)).unwrap();
     assert_eq!(then.last(), Some(&sent("a", Kind::Compensation, 1)));
 }
+
+mod second_edition;

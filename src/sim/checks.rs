@@ -94,9 +94,10 @@ fn wire(out: &Outcome) -> Vec<Violation> {
     violations
 }
 
-/// 3 at the participants: compensations took effect last step first.
-/// (A compensation may reach a participant that refused the action when
-/// the refusal was lost: the step's effect was unknown to the saga.)
+/// 3 at the participants: compensations took effect last group first, each
+/// once (the steps of one group in any order). (A compensation may reach a
+/// participant that refused the action when the refusal was lost: the
+/// step's effect was unknown to the saga.)
 fn compensation_effects(def: &SagaDefinition, out: &Outcome) -> Vec<Violation> {
     let mut by_saga: BTreeMap<SagaId, Vec<usize>> = BTreeMap::new();
     for effect in out.effects.iter().filter(|e| e.kind == Kind::Compensation) {
@@ -104,7 +105,8 @@ fn compensation_effects(def: &SagaDefinition, out: &Outcome) -> Vec<Violation> {
     }
     let mut violations = Vec::new();
     for (saga_id, steps) in by_saga {
-        if steps.windows(2).any(|w| w[1] >= w[0]) {
+        let out_of_order = |w: &[usize]| w[1] == w[0] || def.stage(w[1]).start > def.stage(w[0]).start;
+        if steps.windows(2).any(out_of_order) {
             let names: Vec<&str> = steps.iter().map(|&i| def.steps[i].name.as_str()).collect();
             violations.push(Violation {
                 saga_id: Some(saga_id),

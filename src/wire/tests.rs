@@ -79,6 +79,16 @@ fn a_command_round_trips_through_its_body() {
     let reply = ReplyBody::failed(&body, "no such booking");
     let (_, parsed) = parse_reply("hotels", &reply_body(&reply)).expect("parses");
     assert_eq!((parsed.status, parsed.error.as_deref()), (ReplyStatus::Failed, Some("no such booking")));
+    let (_, heartbeat) = parse_reply("hotels", &reply_body(&ReplyBody::working(&body))).expect("parses");
+    assert_eq!((heartbeat.status, heartbeat.attempt), (ReplyStatus::Working, 3));
+}
+
+#[test]
+fn a_working_reply_is_a_heartbeat() {
+    let id = "0190a5c4-0000-7000-8000-000000000001";
+    let body = json!({"saga_id": id, "step": "hotel", "kind": "action", "attempt": 1, "status": "working"});
+    let (_, reply) = parse_reply("hotels", body.to_string().as_bytes()).expect("valid");
+    assert_eq!((reply.status, reply.output), (ReplyStatus::Working, None));
 }
 
 #[test]

@@ -166,3 +166,16 @@ fn definitions_content_hash_is_stable_and_follows_the_text() {
 fn write(dir: &Path, name: &str, text: &str) {
     fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
 }
+
+#[test]
+fn definitions_spec7_example_loads_groups_conditions_payloads_and_deadline() {
+    let catalog = loaded(&Path::new(FIXTURES).join("good/spec7_example.toml"));
+    let def = catalog.get("trip_booking").unwrap_or_else(|| panic!("trip_booking missing"));
+    assert_eq!(def.deadline_ms, Some(15 * 60 * 1_000));
+    assert_eq!(def.stages(), [0..2, 2..3, 3..4]);
+    assert_eq!(def.pivot(), Some(3));
+    assert_eq!(def.steps[2].when.as_ref().map(|p| p.as_str()), Some("/input/car"));
+    let charge: Vec<(&str, &str)> =
+        def.steps[3].payload.iter().flatten().map(|(name, pointer)| (name.as_str(), pointer.as_str())).collect();
+    assert_eq!(charge, [("card", "/input/card"), ("flight", "/results/reserve_flight/ref")]);
+}

@@ -15,6 +15,7 @@ mod participant;
 mod production;
 mod runtime;
 mod sagas_cli;
+mod second_edition;
 mod simulation;
 mod store_contract;
 mod support;
