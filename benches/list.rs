@@ -10,7 +10,7 @@
 //! (`store::bench::explain_list`) shows the plan of each; a `Seq Scan` on
 //! `sagas` in a filtered query fails the run (it would mean a missing
 //! index). The schemas are dropped at the end. `DATABASE_URL` defaults to
-//! `postgres://postgres@127.0.0.1:5432/test`; `SIZE` (default 1,000,000)
+//! `postgres://postgres@127.0.0.1:5432/test`; `SIZE` (default 1,000,000; 20,000 under `cargo test --bench list`)
 //! sets the large size, for a quick run.
 
 use std::time::{Duration, Instant};
@@ -160,7 +160,9 @@ async fn drop_schema(url: &str, schema: &str) {
 #[tokio::main]
 async fn main() {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let size = std::env::var("SIZE").map_or(SIZE, |size| size.parse().expect("SIZE is a number"));
+    // The short version in the test profile (`cargo test --bench list`, CI).
+    let default_size = if cfg!(debug_assertions) { BASELINE * 2 } else { SIZE };
+    let size = std::env::var("SIZE").map_or(default_size, |size| size.parse().expect("SIZE is a number"));
     let now_ms = i64::MAX / 2;
     let queries = queries(now_ms);
     let mut results: Vec<Vec<Timings>> = Vec::new();

@@ -54,7 +54,8 @@ fn resident_bytes() -> u64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let sagas: u128 = env("SAGAS", "20000").parse().expect("SAGAS is a number");
+    // The short version in the test profile (`cargo test --bench memory`, CI).
+    let sagas: u128 = env("SAGAS", if cfg!(debug_assertions) { "2000" } else { "20000" }).parse().expect("SAGAS is a number");
     let tag = format!("bench_mem_{}", std::process::id());
     let servers = Servers::connect(&tag).await;
     let (store, config) = (servers.store.clone(), servers.nats.clone());
