@@ -100,7 +100,17 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args { production: true, embedded: true, sagas: 2_000, lone: 100, rate: None, seconds: 10.0, only: None };
+    // The short version in the test profile (`cargo test --bench throughput`, CI).
+    let short = cfg!(debug_assertions);
+    let mut args = Args {
+        production: true,
+        embedded: true,
+        sagas: if short { 300 } else { 2_000 },
+        lone: if short { 10 } else { 100 },
+        rate: None,
+        seconds: if short { 2.0 } else { 10.0 },
+        only: None,
+    };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
         let mut value = |name: &str| given.next().unwrap_or_else(|| panic!("{name} needs a value"));

@@ -91,6 +91,7 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
 impl Dialect for Postgres {
     const SQL: Statements = statements!("postgres");
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+    const ANONYMOUS_PARAMETERS: bool = false;
 
     /// SQLSTATE classes 08 (connection exception), 40 (transaction
     /// rollback: serialization failure, deadlock), 53 (insufficient

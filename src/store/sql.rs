@@ -219,7 +219,7 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
         for chunk in texts.chunks(IDS_PER_STATEMENT_MAX) {
             let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let statement = logs_statement(&ids);
-            let rows = self.run("loading sagas' events", &statement.sql, &statement.params).await?;
+            let rows = self.run("loading sagas' events", statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params).await?;
             gather_logs(&rows, |saga_id, log| {
                 logs.insert(saga_id, log);
             })?;
@@ -239,7 +239,7 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
     async fn summary(&self, saga_id: SagaId) -> Result<Option<SagaSummary>, StoreError> {
         let saga_id = saga_id.to_string();
         let statement = summary_statement(&saga_id);
-        let rows = self.run("reading a saga summary", &statement.sql, &statement.params).await?;
+        let rows = self.run("reading a saga summary", statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params).await?;
         rows.first().map(summary_from).transpose()
     }
 
@@ -247,7 +247,7 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
         let limit = page_limit(limit);
         let cursor = cursor.map(|cursor| cursor.to_string());
         let statement = list_statement(filter, cursor.as_deref(), i64::from(limit) + 1);
-        let rows = self.run("listing sagas", &statement.sql, &statement.params).await?;
+        let rows = self.run("listing sagas", statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params).await?;
         let sagas = rows.iter().map(summary_from).collect::<Result<Vec<_>, _>>()?;
         Ok(cut_page(sagas, limit))
     }
@@ -257,7 +257,7 @@ impl<DB: Dialect> EventStore for SqlStore<DB> {
             return Ok(Vec::new());
         }
         let statement = count_statement(statuses);
-        let rows = self.run("counting sagas by status", &statement.sql, &statement.params).await?;
+        let rows = self.run("counting sagas by status", statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params).await?;
         let counts = rows.iter().map(|row| Ok((row.get("status")?, row.get("n")?))).collect::<Result<Vec<_>, StoreError>>()?;
         Ok(status_counts(statuses, &counts))
     }

@@ -72,6 +72,7 @@ impl SqlStore<Sqlite> {
 impl Dialect for Sqlite {
     const SQL: Statements = statements!("sqlite");
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+    const ANONYMOUS_PARAMETERS: bool = true;
 
     /// Extended result codes whose primary code (the low byte) is BUSY
     /// (5) or LOCKED (6), a lock held past the busy timeout; IOERR (10); or

@@ -5,7 +5,12 @@
 //! broker, each participant's queue holds the commands sent before the
 //! participant subscribes (up to [`PARTICIPANT_QUEUE_MAX`]; beyond, a
 //! command is dropped and logged, and the step's timeout turns that into a
-//! retry).
+//! retry). Once a participant consumes, sending never waits, as a publish
+//! to a stream does not wait for its consumer: the engine waits for
+//! nothing the participants do, because they in turn wait for the engine
+//! to take their replies (a bounded queue on both sides would let a burst
+//! of sagas deadlock the two). Commands in the queue are bounded by the
+//! sagas in flight, each with its attempts in flight.
 //!
 //! Participants use its [`ParticipantTransport`] side (the SDK's
 //! `participant::serve`): `commands` registers the participant and hands
@@ -38,14 +43,14 @@ pub struct MemoryTransport {
 /// (recovery re-sends at once) wait in it, up to [`PARTICIPANT_QUEUE_MAX`].
 #[derive(Debug)]
 struct Route {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::UnboundedSender<Command>,
     /// The consuming end, until a participant takes it.
-    rx: Option<mpsc::Receiver<Command>>,
+    rx: Option<mpsc::UnboundedReceiver<Command>>,
 }
 
 impl Route {
     fn new() -> Self {
-        let (tx, rx) = mpsc::channel(PARTICIPANT_QUEUE_MAX);
+        let (tx, rx) = mpsc::unbounded_channel();
         Self { tx, rx: Some(rx) }
     }
 }
@@ -59,13 +64,13 @@ impl MemoryTransport {
     /// Registers a participant; its commands (those queued before too)
     /// arrive on the returned channel. Registering again replaces the
     /// earlier subscriber.
-    fn register(&self, participant: &str) -> mpsc::Receiver<Command> {
+    fn register(&self, participant: &str) -> mpsc::UnboundedReceiver<Command> {
         let mut routes = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let route = routes.entry(participant.to_owned()).or_insert_with(Route::new);
         if route.rx.is_none() {
             *route = Route::new();
         }
-        route.rx.take().unwrap_or_else(|| mpsc::channel(1).1)
+        route.rx.take().unwrap_or_else(|| mpsc::unbounded_channel().1)
     }
 
     /// Delivers any inbound message (a start, a reply) to the orchestrator.
@@ -77,23 +82,15 @@ impl MemoryTransport {
 
 impl Transport for MemoryTransport {
     async fn send(&self, command: &Command) -> Result<(), TransportError> {
-        let (tx, subscribed) = {
-            let mut routes = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let route = routes.entry(command.participant.to_string()).or_insert_with(Route::new);
-            (route.tx.clone(), route.rx.is_none())
-        };
-        if subscribed {
-            return tx
-                .send(command.clone())
-                .await
-                .map_err(|_| TransportError::Publish(format!("participant {} has stopped", command.participant)));
-        }
-        // Nobody consumes yet: queue without waiting; a full queue loses the
-        // command, which the step's timeout turns into a retry.
-        if tx.try_send(command.clone()).is_err() {
+        let mut routes = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let route = routes.entry(command.participant.to_string()).or_insert_with(Route::new);
+        if route.rx.as_ref().is_some_and(|waiting| waiting.len() >= PARTICIPANT_QUEUE_MAX) {
+            // Nobody consumes yet and the queue is full: the command is
+            // lost, which the step's timeout turns into a retry.
             tracing::warn!(participant = %command.participant, "no participant consumes and its queue is full; the command is lost and will time out");
+            return Ok(());
         }
-        Ok(())
+        route.tx.send(command.clone()).map_err(|_| TransportError::Publish(format!("participant {} has stopped", command.participant)))
     }
 
     fn message_bytes_max(&self) -> Option<usize> {

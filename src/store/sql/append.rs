@@ -132,7 +132,9 @@ pub(super) async fn last_seqs<DB: Dialect>(conn: &mut DB::Connection, saga_ids: 
     let mut seqs = HashMap::with_capacity(saga_ids.len());
     for chunk in saga_ids.chunks(IDS_PER_STATEMENT_MAX) {
         let statement = seqs_statement(chunk);
-        let rows = DB::fetch(conn, &statement.sql, &statement.params).await.map_err(failed::<DB>("reading sagas' last seqs"))?;
+        let rows = DB::fetch(conn, statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params)
+            .await
+            .map_err(failed::<DB>("reading sagas' last seqs"))?;
         for row in &rows {
             seqs.insert(row.get::<String>("saga_id")?, from_i64(row.get("last_seq")?, "seq")?);
         }
@@ -157,11 +159,13 @@ pub(crate) async fn write_values<DB: Dialect>(conn: &mut DB::Connection, rows: &
     let events: Vec<usize> = (0..rows.event_saga_ids.len()).filter(|&e| written.contains(rows.event_saga_ids[e].as_str())).collect();
     for chunk in events.chunks(ROWS_PER_INSERT) {
         let statement = insert_events_statement(rows, chunk);
-        DB::fetch(conn, &statement.sql, &statement.params).await.map_err(failed::<DB>("appending events"))?;
+        DB::fetch(conn, statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params).await.map_err(failed::<DB>("appending events"))?;
     }
     for chunk in sagas.chunks(ROWS_PER_INSERT) {
         let statement = upsert_sagas_statement(rows, chunk);
-        DB::fetch(conn, &statement.sql, &statement.params).await.map_err(failed::<DB>("updating the sagas projection"))?;
+        DB::fetch(conn, statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params)
+            .await
+            .map_err(failed::<DB>("updating the sagas projection"))?;
     }
     Ok(sagas.iter().map(|&i| rows.saga_ids[i].clone()).collect())
 }

@@ -30,6 +30,14 @@ pub trait Dialect: Driver {
     /// The migrations: `sqlx::migrate!("./migrations/<dialect>")`.
     const MIGRATOR: Migrator;
 
+    /// Whether statements built at run time (multi-row inserts, `IN` lists)
+    /// run with anonymous `?` placeholders rather than `$n`: sqlx's SQLite
+    /// driver looks every named parameter up by a scan of the statement's
+    /// parameter names, so a statement with thousands of `$n` took time
+    /// quadratic in them (half the CPU of the embedded stack's profile,
+    /// docs/benchmarks.md).
+    const ANONYMOUS_PARAMETERS: bool;
+
     /// Whether the database's error `code` (PostgreSQL's SQLSTATE,
     /// SQLite's extended result code) names a condition that passes with
     /// time: a lost connection, contention, exhausted resources, a

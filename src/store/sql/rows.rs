@@ -21,20 +21,24 @@ const LOAD_LOGS: &str = include_str!("load_logs.sql");
 const UPSERT_SAGAS_ON_CONFLICT: &str = include_str!("upsert_sagas_on_conflict.sql");
 
 /// A statement built at run time: text with `$n` placeholders (which both
-/// dialects read) and its parameters in order.
+/// dialects read), the same text with anonymous `?` placeholders (see
+/// [`Statement::text`]), and its parameters in order.
 #[derive(Debug)]
 pub(crate) struct Statement<'a> {
     pub(crate) sql: String,
+    anonymous: String,
     pub(crate) params: Vec<Param<'a>>,
 }
 
 impl<'a> Statement<'a> {
     fn new(sql: &str) -> Self {
-        Self { sql: sql.trim_end().to_owned(), params: Vec::new() }
+        let sql = sql.trim_end().to_owned();
+        Self { anonymous: sql.clone(), sql, params: Vec::new() }
     }
 
     fn push(&mut self, text: &str) -> &mut Self {
         self.sql.push_str(text);
+        self.anonymous.push_str(text);
         self
     }
 
@@ -42,7 +46,19 @@ impl<'a> Statement<'a> {
     fn bind(&mut self, param: Param<'a>) -> &mut Self {
         self.params.push(param);
         let _ = write!(self.sql, "${}", self.params.len());
+        self.anonymous.push('?');
         self
+    }
+
+    /// The text to run: with `$n` placeholders, or with anonymous `?` ones
+    /// where the dialect wants them ([`super::Dialect::ANONYMOUS_PARAMETERS`]).
+    /// Placeholders are written in parameter order, so both mean the same.
+    pub(crate) fn text(&self, anonymous: bool) -> &str {
+        if anonymous {
+            &self.anonymous
+        } else {
+            &self.sql
+        }
     }
 
     /// Appends placeholders for `params`, separated by commas.
