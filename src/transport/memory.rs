@@ -129,3 +129,60 @@ impl ParticipantTransport for MemoryTransport {
         self.deliver(Inbound::Reply { saga_id, reply }).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::definition::{ActionName, Kind, Participant, SagaType, StepName};
+    use crate::saga::SagaId;
+
+    fn command(n: u128) -> Command {
+        let saga_id = SagaId::from_u128(n);
+        Command {
+            saga_id,
+            saga_type: SagaType::parse("trip").unwrap(),
+            step: StepName::parse("reserve_flight").unwrap(),
+            participant: Participant::parse("flights").unwrap(),
+            kind: Kind::Action,
+            action: ActionName::parse("reserve").unwrap(),
+            attempt: 1,
+            idempotency_key: format!("{saga_id}:reserve_flight:action"),
+            message_id: format!("{saga_id}:reserve_flight:action:1"),
+            payload: serde_json::json!({}),
+        }
+    }
+
+    /// The engine must never wait on a participant that is itself waiting
+    /// for the engine to take its replies: a burst of sagas deadlocked
+    /// the two when this queue was bounded.
+    #[tokio::test]
+    async fn sending_to_a_consuming_participant_never_waits() {
+        let (inbound, _engine) = mpsc::channel(1);
+        let transport = MemoryTransport::new(inbound);
+        let _commands = transport.register("flights");
+        let burst = (PARTICIPANT_QUEUE_MAX * 5) as u128;
+        let sends = async {
+            for n in 0..burst {
+                transport.send(&command(n)).await.expect("sent");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), sends).await.expect("no send waits for the participant");
+    }
+
+    #[tokio::test]
+    async fn a_queue_nobody_consumes_keeps_at_most_its_bound() {
+        let (inbound, _engine) = mpsc::channel(1);
+        let transport = MemoryTransport::new(inbound);
+        for n in 0..(PARTICIPANT_QUEUE_MAX as u128 + 10) {
+            transport.send(&command(n)).await.expect("a lost command is not an error");
+        }
+        let mut commands = transport.register("flights");
+        let mut queued = 0;
+        while commands.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, PARTICIPANT_QUEUE_MAX);
+    }
+}
