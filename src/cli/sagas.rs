@@ -114,6 +114,9 @@ struct ListArgs {
     /// Only sagas of this type.
     #[arg(long = "type", value_name = "TYPE")]
     saga_type: Option<String>,
+    /// Only the saga with this business key (with --type: at most one).
+    #[arg(long)]
+    key: Option<String>,
     /// Only sagas stuck for at least this long ("30s", "5m").
     #[arg(long, value_parser = humantime::parse_duration)]
     stuck_for: Option<Duration>,
@@ -136,6 +139,13 @@ struct StartArgs {
     /// The saga's id (a UUID), for an idempotent start; the server picks one when omitted.
     #[arg(long, value_parser = parse_id)]
     id: Option<SagaId>,
+    /// A business key: at most one saga per (type, key); a start whose key
+    /// is taken returns that saga.
+    #[arg(long)]
+    key: Option<String>,
+    /// The definition version to run; the server's highest loaded when omitted.
+    #[arg(long)]
+    version: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +196,7 @@ fn list(client: &OpsClient, args: ListArgs, json: bool) -> anyhow::Result<ExitCo
     let mut query = ListQuery {
         status: (!statuses.is_empty()).then(|| statuses.join(",")),
         saga_type: args.saga_type,
+        key: args.key,
         stuck_for: args.stuck_for.map(|d| format!("{}ms", d.as_millis())),
         limit: args.limit,
         ..ListQuery::default()
@@ -247,7 +258,13 @@ fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyh
 }
 
 fn start(client: &OpsClient, args: StartArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let body = StartSagaBody { saga_type: args.saga_type.clone(), saga_id: args.id.map(|id| id.to_string()), input: args.input };
+    let body = StartSagaBody {
+        saga_type: args.saga_type.clone(),
+        saga_id: args.id.map(|id| id.to_string()),
+        input: args.input,
+        key: args.key,
+        version: args.version,
+    };
     let (new, answer) = client.start(&body).map_err(explain)?;
     match (json, new) {
         (true, _) => print_json(&answer)?,

@@ -202,18 +202,20 @@ pub struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
+    /// The saga the error is about, when the caller needs it (a taken key).
+    saga_id: Option<crate::saga::SagaId>,
 }
 
 impl ApiError {
     /// An error with a status, a short name and a detail.
     pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, error, detail: detail.into() }
+        Self { status, error, detail: detail.into(), saga_id: None }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.error.to_owned(), detail: self.detail })).into_response()
+        (self.status, Json(ErrorBody { error: self.error.to_owned(), detail: self.detail, saga_id: self.saga_id })).into_response()
     }
 }
 
@@ -224,6 +226,8 @@ impl From<crate::runtime::EngineError> for ApiError {
         match error {
             E::UnknownSagaType(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown saga type", detail),
             E::UnknownSaga(_) => ApiError::new(StatusCode::NOT_FOUND, "saga not found", detail),
+            E::UnknownVersion { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown version", detail),
+            E::KeyTaken { saga_id, .. } => ApiError { saga_id: Some(saga_id), ..ApiError::new(StatusCode::CONFLICT, "key taken", detail) },
             E::Rejected(r) if r.is_conflict() => ApiError::new(StatusCode::CONFLICT, "not allowed in this status", detail),
             E::Rejected(_) => ApiError::new(StatusCode::CONFLICT, "rejected", detail),
             E::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", detail),

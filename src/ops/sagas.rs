@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use super::api::{EventEntry, SagaDetail, SagaStateBody, SagaStatusBody, StartSagaBody, StepBody, StepStatus};
 use super::{ApiError, Ops};
 use crate::definition::SagaDefinition;
+use crate::runtime::StartOptions;
 use crate::saga::{self, Outcome, Phase, Recorded, SagaId, SagaState, Status};
 use crate::store::EventStore;
 use crate::wire;
@@ -31,7 +32,14 @@ async fn start<S: EventStore>(
     if let Some(why) = wire::depth_refusal("the input", &request.input) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", why));
     }
-    let started = ops.engine.start(&request.saga_type, saga_id, request.input).await?;
+    if let Some(why) = request.key.as_deref().and_then(wire::key_refusal) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", why));
+    }
+    if request.version == Some(0) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", "version must be at least 1"));
+    }
+    let options = StartOptions { key: request.key, version: request.version };
+    let started = ops.engine.start_with(&request.saga_type, saga_id, request.input, options).await?;
     let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SagaStatusBody { saga_id: started.saga_id, status: started.status })))
 }
@@ -64,6 +72,7 @@ pub(super) fn state_body(def: &SagaDefinition, state: &SagaState) -> SagaStateBo
         saga_id: state.id,
         saga_type: state.saga_type.clone(),
         version: state.version,
+        key: state.key.clone(),
         status: state.status,
         reason: state.reason.clone(),
         current_step: state.current_step(def),

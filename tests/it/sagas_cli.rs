@@ -305,7 +305,7 @@ async fn tail_follows_new_events_over_nats() {
     let started = |seq| Recorded {
         seq,
         at_ms: now_ms,
-        event: SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "ab".into(), input: json!({}) },
+        event: SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "ab".into(), input: json!({}), key: None },
     };
     transport.publish_event("trip", &started(1), other).await.expect("an old event");
 

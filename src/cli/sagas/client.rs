@@ -194,7 +194,7 @@ fn finish_with_status<T: DeserializeOwned>(
     // Not every error comes from jetsaga (a proxy's, say): then the status
     // names the error and the start of the body explains it.
     let (error, detail) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(ErrorBody { error, detail }) => (terminal::escape(&error).into_owned(), terminal::escape(&detail).into_owned()),
+        Ok(ErrorBody { error, detail, .. }) => (terminal::escape(&error).into_owned(), terminal::escape(&detail).into_owned()),
         Err(_) => {
             let start: String = text.chars().take(200).collect();
             (status.canonical_reason().unwrap_or("error").to_lowercase(), terminal::escape(&start).into_owned())
