@@ -146,7 +146,17 @@ struct StartArgs {
     /// The definition version to run; the server's highest loaded when omitted.
     #[arg(long)]
     version: Option<u32>,
+    /// Wait this long ("30s") for the saga to end: exit 0 once completed,
+    /// 3 on any other end (compensated, aborted, stuck), 4 when the wait
+    /// passes with it still going.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    wait: Option<Duration>,
 }
+
+/// `sagas start --wait`: the saga ended other than `completed`.
+pub(crate) const EXIT_NOT_COMPLETED: u8 = 3;
+/// `sagas start --wait`: the wait passed with the saga still going.
+pub(crate) const EXIT_STILL_GOING: u8 = 4;
 
 #[derive(Debug, Args)]
 struct VerbArgs {
@@ -249,7 +259,7 @@ fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyh
         print_json(&detail)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let SagaDetail { state: now, events } = detail;
+    let SagaDetail { state: now, events, .. } = detail;
     let state = then.unwrap_or(now);
     let mut log = events.iter().map(view::recorded).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!("saga {id}: {e}"))?;
     log.retain(|r| r.seq <= state.seq);
@@ -265,13 +275,18 @@ fn start(client: &OpsClient, args: StartArgs, json: bool) -> anyhow::Result<Exit
         key: args.key,
         version: args.version,
     };
-    let (new, answer) = client.start(&body).map_err(explain)?;
+    let wait = args.wait.map(|wait| format!("{}ms", wait.as_millis()));
+    let (new, answer) = client.start(&body, wait.as_deref()).map_err(explain)?;
     match (json, new) {
         (true, _) => print_json(&answer)?,
         (false, true) => println!("started: saga {} ({}) is {}", answer.saga_id, terminal::escape(&args.saga_type), answer.status),
         (false, false) => println!("exists: saga {} ({}) is {}", answer.saga_id, terminal::escape(&args.saga_type), answer.status),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match (args.wait, answer.status) {
+        (None, _) | (Some(_), Status::Completed) => ExitCode::SUCCESS,
+        (Some(_), status) if status.is_terminal() || status == Status::Stuck => ExitCode::from(EXIT_NOT_COMPLETED),
+        (Some(_), _) => ExitCode::from(EXIT_STILL_GOING),
+    })
 }
 
 fn operate(client: &OpsClient, verb: &str, args: VerbArgs, json: bool) -> anyhow::Result<ExitCode> {

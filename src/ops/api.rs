@@ -247,6 +247,9 @@ pub struct SagaDetail {
     /// The state now (its keys sit at the top level of the body).
     #[serde(flatten)]
     pub state: SagaStateBody,
+    /// Each succeeded step's output, by step name (SPEC §7).
+    #[serde(default)]
+    pub results: std::collections::BTreeMap<String, Value>,
     /// Every event, in order.
     pub events: Vec<EventEntry>,
 }

@@ -24,6 +24,7 @@ mod ui;
 pub use access::{constant_time_eq, Access, AccessError, AuthMode, Gate, TOKEN_BYTES_MIN};
 pub use list::PAGE_SIZE_DEFAULT;
 pub use operate::REASON_BYTES_MAX;
+pub use sagas::{START_WAIT_MARGIN, START_WAIT_MAX, START_WAIT_POLL};
 pub use server::{serve, tls_config, HttpLimits, TlsError};
 pub use startup::OpsServer;
 

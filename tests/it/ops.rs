@@ -328,3 +328,39 @@ async fn a_start_runs_the_version_it_names_else_the_highest() {
     let (status, zero) = start(json!({"saga_type": "trip", "version": 0})).await;
     assert_eq!(status, 400, "{zero}");
 }
+
+#[tokio::test]
+async fn a_start_may_wait_for_the_end_and_the_detail_carries_results() {
+    let app = ops_app().await;
+    let body = json!({"saga_type": "trip", "input": {"who": "ada"}}).to_string();
+    let (status, done) = app.http("POST", "/sagas?wait=20s", Some(&body), None).await;
+    assert_eq!((status, done["status"].as_str()), (201, Some("completed")), "answered at the end: {done}");
+    let (_, detail) = app.get(&format!("/sagas/{}", done["saga_id"].as_str().expect("id"))).await;
+    assert_eq!(
+        detail["results"],
+        json!({"flight": {"ref": "flight"}, "hotel": {"ref": "hotel"}, "pay": {"ref": "pay"}, "mail": {"ref": "mail"}}),
+        "{detail}"
+    );
+    let failing = json!({"saga_type": "trip", "input": {"fail": "hotel"}}).to_string();
+    let (status, undone) = app.http("POST", "/sagas?wait=20s", Some(&failing), None).await;
+    assert_eq!((status, undone["status"].as_str()), (201, Some("compensated")), "{undone}");
+    let (_, detail) = app.get(&format!("/sagas/{}", undone["saga_id"].as_str().expect("id"))).await;
+    assert_eq!(detail["results"], json!({"flight": {"ref": "flight"}}), "only the succeeded steps' outputs: {detail}");
+    // An existing saga answers 200, at once when it has ended.
+    let again = json!({"saga_type": "trip", "saga_id": done["saga_id"]}).to_string();
+    let (status, same) = app.http("POST", "/sagas?wait=20s", Some(&again), None).await;
+    assert_eq!((status, same["status"].as_str()), (200, Some("completed")));
+    for bad in ["/sagas?wait=soon", "/sagas?wait=1h", "/sagas?colour=1"] {
+        let (status, answer) = app.http("POST", bad, Some(&body), None).await;
+        assert_eq!((status, answer["error"].as_str()), (400, Some("malformed query")), "{bad}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_wait_that_passes_answers_the_status_then() {
+    // Hotels never answer: the saga is still running when a short wait passes.
+    let app = spawn_app(&["trip"], answer(|c| (c.step != "hotel").then_some(true))).await;
+    let body = json!({"saga_type": "trip"}).to_string();
+    let (status, going) = app.http("POST", "/sagas?wait=200ms", Some(&body), None).await;
+    assert_eq!((status, going["status"].as_str()), (201, Some("running")), "{going}");
+}
