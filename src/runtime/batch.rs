@@ -180,9 +180,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
     }
 
-    /// Looks up in one store call the sagas that hold the business keys of
-    /// the round's starts (SPEC §7), into `self.keys`; returns them, for
-    /// `preload`. A failed lookup fails those starts (transiently).
+    /// Looks up the sagas that hold the business keys of the round's starts
+    /// (SPEC §7) with one `sagas_by_key` call (one indexed query per key),
+    /// into `self.keys`; returns them, for `preload`. A failed lookup fails
+    /// those starts (transiently: a message is delivered again).
     async fn lookup_keys(&mut self, wanted: Vec<(String, String)>) -> Vec<SagaId> {
         self.keys = match wanted.is_empty() {
             true => Ok(HashMap::new()),
