@@ -63,6 +63,7 @@ async fn main() {
                         version: 1,
                         definition_hash: "ab".into(),
                         input: json!({ "card": "4242" }),
+                        key: None,
                     };
                     (0, vec![started, SagaEvent::CommandSent { step: step.clone(), kind: Kind::Action, attempt: 1, deadline_ms: 5_000 }])
                 };
@@ -79,6 +80,7 @@ async fn main() {
                     updated_at_ms: 1_000,
                     last_seq,
                     deadline_ms: Some(9_000),
+                    key: None,
                 };
                 Append { saga_id, expected_seq, events: recorded, summary }
             })

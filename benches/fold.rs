@@ -39,6 +39,7 @@ fn main() {
         version: def.version,
         definition_hash: def.content_hash.clone(),
         input: json!({ "card": "4242", "who": "ada", "from": "LHR", "to": "NRT" }),
+        key: None,
     }];
     for (n, step) in def.steps.iter().enumerate() {
         events.push(SagaEvent::CommandSent { step: step.name.clone(), kind: Kind::Action, attempt: 1, deadline_ms: 2_000 + n as i64 });

@@ -74,6 +74,7 @@ async fn main() {
                     version: def.version,
                     definition_hash: def.content_hash.clone(),
                     input: json!({ "card": "4242", "who": "ada" }),
+                    key: None,
                 };
                 let sent = SagaEvent::CommandSent { step: first.clone(), kind: Kind::Action, attempt: 1, deadline_ms };
                 Append {
@@ -90,6 +91,7 @@ async fn main() {
                         updated_at_ms: now_ms,
                         last_seq: 2,
                         deadline_ms: Some(deadline_ms),
+                        key: None,
                     },
                 }
             })

@@ -176,7 +176,8 @@ impl Subjects {
 }
 
 /// The body of a start message on `saga.start.<saga_type>`:
-/// `{"saga_id": "<uuid, optional>", "input": <any JSON>}`.
+/// `{"saga_id": "<uuid, optional>", "input": <any JSON>}`, plus SPEC §7's
+/// optional `"key"` and `"version"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartBody {
     /// The client's id for the saga (idempotent start).
@@ -185,6 +186,25 @@ pub struct StartBody {
     /// Passed to every command.
     #[serde(default)]
     pub input: Value,
+    /// The business key: at most one saga per (saga type, key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The definition version to run (default: the highest loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+/// Longest business key, in characters (SPEC §7: 1–200).
+pub const KEY_CHARS_MAX: usize = 200;
+
+/// Why `key` is not a business key (1 to [`KEY_CHARS_MAX`] characters,
+/// no NUL, which PostgreSQL cannot store), if it is not.
+pub fn key_refusal(key: &str) -> Option<String> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > KEY_CHARS_MAX {
+        return Some(format!("key must be 1 to {KEY_CHARS_MAX} characters, not {chars}"));
+    }
+    key.contains('\0').then(|| "key must not contain U+0000".to_owned())
 }
 
 /// A start message from `saga.start.<saga_type>`, parsed: the saga type
@@ -198,6 +218,10 @@ pub struct StartMessage {
     pub saga_id: Option<SagaId>,
     /// From the body.
     pub input: Value,
+    /// From the body.
+    pub key: Option<String>,
+    /// From the body.
+    pub version: Option<u32>,
 }
 
 /// Parses a start message; `saga_type` comes from the subject.
@@ -208,7 +232,13 @@ pub fn parse_start(saga_type: &str, bytes: &[u8]) -> Result<StartMessage, Poison
     let saga_id = body.saga_id.as_deref().map(parse_id).transpose()?;
     check_nul("the start's input", &body.input)?;
     check_depth("the start's input", Some(&body.input))?;
-    Ok(StartMessage { saga_type: saga_type.to_owned(), saga_id, input: body.input })
+    if let Some(why) = body.key.as_deref().and_then(key_refusal) {
+        return Err(poison(why));
+    }
+    if body.version == Some(0) {
+        return Err(poison("version must be at least 1"));
+    }
+    Ok(StartMessage { saga_type: saga_type.to_owned(), saga_id, input: body.input, key: body.key, version: body.version })
 }
 
 /// The command body of SPEC §3.

@@ -114,6 +114,9 @@ struct ListArgs {
     /// Only sagas of this type.
     #[arg(long = "type", value_name = "TYPE")]
     saga_type: Option<String>,
+    /// Only the saga with this business key (with --type: at most one).
+    #[arg(long)]
+    key: Option<String>,
     /// Only sagas stuck for at least this long ("30s", "5m").
     #[arg(long, value_parser = humantime::parse_duration)]
     stuck_for: Option<Duration>,
@@ -136,7 +139,24 @@ struct StartArgs {
     /// The saga's id (a UUID), for an idempotent start; the server picks one when omitted.
     #[arg(long, value_parser = parse_id)]
     id: Option<SagaId>,
+    /// A business key: at most one saga per (type, key); a start whose key
+    /// is taken returns that saga.
+    #[arg(long)]
+    key: Option<String>,
+    /// The definition version to run; the server's highest loaded when omitted.
+    #[arg(long)]
+    version: Option<u32>,
+    /// Wait this long ("30s") for the saga to end: exit 0 once completed,
+    /// 3 on any other end (compensated, aborted, stuck), 4 when the wait
+    /// passes with it still going.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    wait: Option<Duration>,
 }
+
+/// `sagas start --wait`: the saga ended other than `completed`.
+pub(crate) const EXIT_NOT_COMPLETED: u8 = 3;
+/// `sagas start --wait`: the wait passed with the saga still going.
+pub(crate) const EXIT_STILL_GOING: u8 = 4;
 
 #[derive(Debug, Args)]
 struct VerbArgs {
@@ -186,6 +206,7 @@ fn list(client: &OpsClient, args: ListArgs, json: bool) -> anyhow::Result<ExitCo
     let mut query = ListQuery {
         status: (!statuses.is_empty()).then(|| statuses.join(",")),
         saga_type: args.saga_type,
+        key: args.key,
         stuck_for: args.stuck_for.map(|d| format!("{}ms", d.as_millis())),
         limit: args.limit,
         ..ListQuery::default()
@@ -238,7 +259,7 @@ fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyh
         print_json(&detail)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let SagaDetail { state: now, events } = detail;
+    let SagaDetail { state: now, events, .. } = detail;
     let state = then.unwrap_or(now);
     let mut log = events.iter().map(view::recorded).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!("saga {id}: {e}"))?;
     log.retain(|r| r.seq <= state.seq);
@@ -247,14 +268,25 @@ fn show(client: &OpsClient, id: SagaId, at_seq: Option<u64>, json: bool) -> anyh
 }
 
 fn start(client: &OpsClient, args: StartArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let body = StartSagaBody { saga_type: args.saga_type.clone(), saga_id: args.id.map(|id| id.to_string()), input: args.input };
-    let (new, answer) = client.start(&body).map_err(explain)?;
+    let body = StartSagaBody {
+        saga_type: args.saga_type.clone(),
+        saga_id: args.id.map(|id| id.to_string()),
+        input: args.input,
+        key: args.key,
+        version: args.version,
+    };
+    let wait = args.wait.map(|wait| format!("{}ms", wait.as_millis()));
+    let (new, answer) = client.start(&body, wait.as_deref()).map_err(explain)?;
     match (json, new) {
         (true, _) => print_json(&answer)?,
         (false, true) => println!("started: saga {} ({}) is {}", answer.saga_id, terminal::escape(&args.saga_type), answer.status),
         (false, false) => println!("exists: saga {} ({}) is {}", answer.saga_id, terminal::escape(&args.saga_type), answer.status),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match (args.wait, answer.status) {
+        (None, _) | (Some(_), Status::Completed) => ExitCode::SUCCESS,
+        (Some(_), status) if status.is_terminal() || status == Status::Stuck => ExitCode::from(EXIT_NOT_COMPLETED),
+        (Some(_), _) => ExitCode::from(EXIT_STILL_GOING),
+    })
 }
 
 fn operate(client: &OpsClient, verb: &str, args: VerbArgs, json: bool) -> anyhow::Result<ExitCode> {

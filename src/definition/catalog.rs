@@ -1,9 +1,11 @@
 //! The catalog: the set of saga definitions the orchestrator runs, keyed by
-//! saga name.
+//! saga name and version. Several versions of one name may be loaded at
+//! once, one file each (SPEC §7); a new saga runs on the highest one unless
+//! its start names another.
 //!
 //! All or nothing: a set with one bad file, or two files declaring the same
-//! saga name, is refused as a whole with every error found, so a deploy
-//! never runs with half of its sagas.
+//! saga name and version, is refused as a whole with every error found, so
+//! a deploy never runs with half of its sagas.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,7 +14,8 @@ use super::error::{DefinitionError, Rule};
 use super::parse::{name_line, parse};
 use super::SagaDefinition;
 
-/// A checked set of saga definitions, sorted by name, names unique.
+/// A checked set of saga definitions, sorted by name then version, each
+/// (name, version) once.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     defs: Vec<SagaDefinition>,
@@ -39,17 +42,17 @@ impl fmt::Display for CatalogError {
 
 impl Catalog {
     /// Parses every `(file name, text)` pair; refuses the whole set if any
-    /// file is invalid or a saga name is declared twice.
+    /// file is invalid or a saga name and version are declared twice.
     pub fn from_sources(sources: impl IntoIterator<Item = (String, String)>) -> Result<Catalog, CatalogError> {
         let mut defs = Vec::new();
         let mut errors = Vec::new();
-        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut seen: HashMap<(String, u32), String> = HashMap::new();
         for (file, text) in sources {
             match parse(&file, &text) {
-                Ok(def) => match seen.get(def.name.as_str()) {
+                Ok(def) => match seen.get(&(def.name.as_str().to_owned(), def.version)) {
                     Some(first) => errors.push(duplicate(&file, &def, first)),
                     None => {
-                        seen.insert(def.name.as_str().to_owned(), file);
+                        seen.insert((def.name.as_str().to_owned(), def.version), file);
                         defs.push(def);
                     }
                 },
@@ -59,14 +62,14 @@ impl Catalog {
         Self::sorted(defs, errors)
     }
 
-    /// A catalog of already-parsed definitions (for tests); a name declared
-    /// twice is refused like in [`Catalog::from_sources`], the files being
+    /// A catalog of already-parsed definitions (for tests); a name and
+    /// version declared twice are refused like in [`Catalog::from_sources`], the files being
     /// labelled `<definition N>` by position.
     pub fn from_definitions(defs: Vec<SagaDefinition>) -> Result<Catalog, CatalogError> {
         let mut kept: Vec<SagaDefinition> = Vec::new();
         let mut errors = Vec::new();
         for (i, def) in defs.into_iter().enumerate() {
-            match kept.iter().position(|k| k.name == def.name) {
+            match kept.iter().position(|k| k.name == def.name && k.version == def.version) {
                 Some(first) => errors.push(duplicate(&format!("<definition {i}>"), &def, &format!("<definition {first}>"))),
                 None => kept.push(def),
             }
@@ -74,19 +77,30 @@ impl Catalog {
         Self::sorted(kept, errors)
     }
 
-    /// The definition of saga type `name`.
+    /// The highest version loaded of saga type `name`: what a new saga
+    /// runs on when its start names no version.
     pub fn get(&self, name: &str) -> Option<&SagaDefinition> {
-        self.defs.binary_search_by(|d| d.name.as_str().cmp(name)).ok().map(|i| &self.defs[i])
+        self.defs.iter().rev().find(|d| d.name.as_str() == name)
     }
 
-    /// All definitions, sorted by name.
+    /// Version `version` of saga type `name`, if loaded.
+    pub fn version(&self, name: &str, version: u32) -> Option<&SagaDefinition> {
+        self.defs.iter().find(|d| d.name.as_str() == name && d.version == version)
+    }
+
+    /// All definitions, sorted by name, then version.
     pub fn iter(&self) -> impl Iterator<Item = &SagaDefinition> {
         self.defs.iter()
     }
 
-    /// All saga names, sorted.
+    /// All saga names, sorted, each once.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.defs.iter().map(|d| d.name.as_str())
+        let mut last: Option<&str> = None;
+        self.defs.iter().map(|d| d.name.as_str()).filter(move |name| {
+            let new = last != Some(*name);
+            last = Some(name);
+            new
+        })
     }
 
     /// How many definitions.
@@ -103,17 +117,21 @@ impl Catalog {
         if !errors.is_empty() {
             return Err(CatalogError { errors });
         }
-        defs.sort_by(|a, b| a.name.cmp(&b.name));
+        defs.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         Ok(Catalog { defs })
     }
 }
 
-/// `def`, from `file`, declares a saga name that `first_file` already did.
+/// `def`, from `file`, declares a saga name and version that `first_file` already did.
 fn duplicate(file: &str, def: &SagaDefinition, first_file: &str) -> DefinitionError {
     DefinitionError {
         file: file.to_owned(),
         line: name_line(&def.source),
         rule: Rule::DuplicateName,
-        message: format!("saga name {:?} is already declared in {first_file}; saga names must be unique across files", def.name.as_str()),
+        message: format!(
+            "saga name {:?} is already declared in {first_file} with version {}; a name and version must be unique across files",
+            def.name.as_str(),
+            def.version
+        ),
     }
 }

@@ -261,6 +261,21 @@ fn definition_catalog_is_all_or_nothing() {
 }
 
 #[test]
+fn definition_catalog_holds_several_versions_of_a_name() {
+    let v1 = ("a.toml".to_owned(), format!("{HEAD}{STEP_A}"));
+    let v2 = ("b.toml".to_owned(), format!("name = \"trip\"\nversion = 2\n{STEP_A}{STEP_B}"));
+    let catalog = Catalog::from_sources([v2.clone(), v1.clone()]).expect("two versions load");
+    assert_eq!(catalog.len(), 2);
+    assert_eq!(catalog.names().collect::<Vec<_>>(), ["trip"]);
+    assert_eq!(catalog.get("trip").map(|d| d.version), Some(2), "the highest version is the default");
+    assert_eq!(catalog.version("trip", 1).map(|d| d.steps.len()), Some(1));
+    assert!(catalog.version("trip", 3).is_none());
+    let again = ("c.toml".to_owned(), format!("name = \"trip\"\nversion = 2\n{STEP_B}"));
+    let error = Catalog::from_sources([v1, v2, again]).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.starts_with("c.toml:1: duplicate-name: saga name \"trip\" is already declared in b.toml with version 2"), "{error}");
+}
+
+#[test]
 fn definition_catalog_from_definitions_refuses_duplicates() {
     let def = ok(&format!("{HEAD}{STEP_A}"));
     assert!(Catalog::from_definitions(vec![def.clone()]).is_ok_and(|c| !c.is_empty()));

@@ -17,7 +17,7 @@ use crate::saga::{SagaId, Status};
 
 pub use crate::wire::EventEntry;
 
-/// `POST /sagas`: `{"saga_type", "saga_id"?, "input"?}`.
+/// `POST /sagas`: `{"saga_type", "saga_id"?, "input"?, "key"?, "version"?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartSagaBody {
@@ -30,6 +30,21 @@ pub struct StartSagaBody {
     /// Passed to every command.
     #[serde(default)]
     pub input: Value,
+    /// The business key (SPEC §7): at most one saga per (saga type, key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The definition version to run (default: the highest loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+/// The query of `POST /sagas`: `?wait=30s` answers once the saga is
+/// terminal or stuck, or when the wait passes (SPEC §7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartQuery {
+    /// How long to wait for the saga's end (humantime), at most the server's `START_WAIT_MAX`.
+    pub wait: Option<String>,
 }
 
 /// `POST /sagas/{id}/retry | /compensate | /abort`: `{"reason"}`.
@@ -58,6 +73,8 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// One saga type.
     pub saga_type: Option<String>,
+    /// One business key (with `saga_type`: at most one saga).
+    pub key: Option<String>,
     /// Stuck for at least this long (humantime: `30s`, `1500ms`).
     pub stuck_for: Option<String>,
     /// Started after this instant (RFC 3339).
@@ -114,6 +131,9 @@ pub struct SagaRow {
     pub saga_type: String,
     /// The definition version it runs on.
     pub version: u32,
+    /// Its business key, if it has one.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Its status.
     pub status: Status,
     /// The step it waits for, if any.
@@ -134,6 +154,9 @@ pub struct SagaStateBody {
     pub saga_type: String,
     /// The definition version it runs on.
     pub version: u32,
+    /// Its business key, if it has one.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Its status.
     pub status: Status,
     /// Why it is stuck, compensating or aborted, if it is.
@@ -224,6 +247,9 @@ pub struct SagaDetail {
     /// The state now (its keys sit at the top level of the body).
     #[serde(flatten)]
     pub state: SagaStateBody,
+    /// Each succeeded step's output, by step name (SPEC §7).
+    #[serde(default)]
+    pub results: std::collections::BTreeMap<String, Value>,
     /// Every event, in order.
     pub events: Vec<EventEntry>,
 }
@@ -235,6 +261,10 @@ pub struct ErrorBody {
     pub error: String,
     /// Why, for people.
     pub detail: String,
+    /// The saga it is about, where the caller needs it: the one holding a
+    /// taken key (`409` on a start); left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga_id: Option<SagaId>,
 }
 
 /// The query of `GET /poison`.

@@ -37,7 +37,7 @@ pub(crate) fn instant(name: &str, text: &str) -> Result<i64, ApiError> {
 
 /// The store's filter for a list query (what `GET /sagas` reads), at `now_ms`.
 pub(crate) fn filter(query: &ListQuery, now_ms: i64) -> Result<ListFilter, ApiError> {
-    let mut filter = ListFilter { saga_type: query.saga_type.clone(), ..ListFilter::default() };
+    let mut filter = ListFilter { saga_type: query.saga_type.clone(), key: query.key.clone(), ..ListFilter::default() };
     if let Some(statuses) = &query.status {
         for name in statuses.split(',').filter(|s| !s.is_empty()) {
             filter.statuses.push(Status::parse(name).ok_or_else(|| {
@@ -80,6 +80,7 @@ fn row(s: &SagaSummary) -> SagaRow {
         saga_id: s.saga_id,
         saga_type: s.saga_type.clone(),
         version: s.version,
+        key: s.key.clone(),
         status: s.status,
         current_step: s.current_step.clone(),
         started_at: wire::rfc3339(s.started_at_ms),

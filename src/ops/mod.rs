@@ -24,6 +24,7 @@ mod ui;
 pub use access::{constant_time_eq, Access, AccessError, AuthMode, Gate, TOKEN_BYTES_MIN};
 pub use list::PAGE_SIZE_DEFAULT;
 pub use operate::REASON_BYTES_MAX;
+pub use sagas::{START_WAIT_MARGIN, START_WAIT_MAX, START_WAIT_POLL};
 pub use server::{serve, tls_config, HttpLimits, TlsError};
 pub use startup::OpsServer;
 
@@ -202,18 +203,20 @@ pub struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
+    /// The saga the error is about, when the caller needs it (a taken key).
+    saga_id: Option<crate::saga::SagaId>,
 }
 
 impl ApiError {
     /// An error with a status, a short name and a detail.
     pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, error, detail: detail.into() }
+        Self { status, error, detail: detail.into(), saga_id: None }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.error.to_owned(), detail: self.detail })).into_response()
+        (self.status, Json(ErrorBody { error: self.error.to_owned(), detail: self.detail, saga_id: self.saga_id })).into_response()
     }
 }
 
@@ -224,6 +227,8 @@ impl From<crate::runtime::EngineError> for ApiError {
         match error {
             E::UnknownSagaType(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown saga type", detail),
             E::UnknownSaga(_) => ApiError::new(StatusCode::NOT_FOUND, "saga not found", detail),
+            E::UnknownVersion { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown version", detail),
+            E::KeyTaken { saga_id, .. } => ApiError { saga_id: Some(saga_id), ..ApiError::new(StatusCode::CONFLICT, "key taken", detail) },
             E::Rejected(r) if r.is_conflict() => ApiError::new(StatusCode::CONFLICT, "not allowed in this status", detail),
             E::Rejected(_) => ApiError::new(StatusCode::CONFLICT, "rejected", detail),
             E::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", detail),

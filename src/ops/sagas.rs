@@ -1,16 +1,19 @@
-//! `/sagas`: start a saga, and read one with its steps and full timeline.
+//! `/sagas`: start a saga (and, with `?wait=`, wait for its end), and read
+//! one with its steps, results and full timeline.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::api::{EventEntry, SagaDetail, SagaStateBody, SagaStatusBody, StartSagaBody, StepBody, StepStatus};
+use super::api::{EventEntry, SagaDetail, SagaStateBody, SagaStatusBody, StartQuery, StartSagaBody, StepBody, StepStatus};
 use super::{ApiError, Ops};
 use crate::definition::SagaDefinition;
+use crate::runtime::StartOptions;
 use crate::saga::{self, Outcome, Phase, Recorded, SagaId, SagaState, Status};
 use crate::store::EventStore;
 use crate::wire;
@@ -19,10 +22,21 @@ pub(super) fn routes<S: EventStore + Clone>() -> Router<Arc<Ops<S>>> {
     Router::new().route("/sagas", post(start::<S>)).route("/sagas/{id}", get(detail::<S>))
 }
 
+/// Longest `?wait=` a start accepts (SPEC §7); a longer one is refused.
+pub const START_WAIT_MAX: Duration = Duration::from_secs(300);
+/// How often a waiting start reads the saga's status.
+pub const START_WAIT_POLL: Duration = Duration::from_millis(50);
+/// What a waiting start leaves of the server's request timeout, so that it
+/// answers with the saga's status before the timeout answers `408`.
+pub const START_WAIT_MARGIN: Duration = Duration::from_secs(1);
+
 async fn start<S: EventStore>(
     State(ops): State<Arc<Ops<S>>>,
+    query: Result<Query<StartQuery>, QueryRejection>,
     body: Result<Json<StartSagaBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SagaStatusBody>), ApiError> {
+    let Query(query) = query?;
+    let wait = query.wait.as_deref().map(wait_of).transpose()?;
     let Json(request) = body?;
     let saga_id = request.saga_id.as_deref().map(parse_id).transpose()?;
     if let Some(at) = wire::find_nul(&request.input) {
@@ -31,9 +45,64 @@ async fn start<S: EventStore>(
     if let Some(why) = wire::depth_refusal("the input", &request.input) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", why));
     }
-    let started = ops.engine.start(&request.saga_type, saga_id, request.input).await?;
-    let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(SagaStatusBody { saga_id: started.saga_id, status: started.status })))
+    if let Some(why) = request.key.as_deref().and_then(wire::key_refusal) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", why));
+    }
+    if request.version == Some(0) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed body", "version must be at least 1"));
+    }
+    let options = StartOptions { key: request.key, version: request.version };
+    let started = ops.engine.start_with(&request.saga_type, saga_id, request.input, options).await?;
+    let code = if started.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = match wait {
+        Some(wait) => {
+            let wait = wait.min(ops.limits.request_timeout.saturating_sub(START_WAIT_MARGIN));
+            settled(&ops.store, started.saga_id, started.status, wait).await?
+        }
+        None => started.status,
+    };
+    Ok((code, Json(SagaStatusBody { saga_id: started.saga_id, status })))
+}
+
+/// The `?wait=` of a start, at most [`START_WAIT_MAX`].
+fn wait_of(text: &str) -> Result<Duration, ApiError> {
+    let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "malformed query", why);
+    let wait = humantime::parse_duration(text).map_err(|e| bad(format!("wait {text:?}: {e}")))?;
+    match wait > START_WAIT_MAX {
+        true => Err(bad(format!("wait {text:?} is over the longest wait, {}", humantime::format_duration(START_WAIT_MAX)))),
+        false => Ok(wait),
+    }
+}
+
+/// The saga's status once it is terminal or stuck, or when `wait` has
+/// passed (then its status at that moment). It polls the projection every
+/// [`START_WAIT_POLL`] rather than subscribing to the engine's commits:
+/// the waiting request holds no engine slot and no channel of the engine,
+/// it sees commits made by any `serve` process sharing the database (the
+/// saga may be driven by another one), and its cost is one indexed
+/// primary-key read per poll, bounded by [`START_WAIT_MAX`].
+async fn settled<S: EventStore>(store: &S, saga_id: SagaId, status: Status, wait: Duration) -> Result<Status, ApiError> {
+    let done = |status: Status| status.is_terminal() || status == Status::Stuck;
+    if done(status) {
+        return Ok(status);
+    }
+    let mut last = status;
+    let polled = tokio::time::timeout(wait, async {
+        loop {
+            tokio::time::sleep(START_WAIT_POLL).await;
+            if let Some(summary) = store.summary(saga_id).await? {
+                last = summary.status;
+                if done(last) {
+                    return Ok::<Status, crate::store::StoreError>(last);
+                }
+            }
+        }
+    })
+    .await;
+    match polled {
+        Ok(found) => Ok(found?),
+        Err(_) => Ok(last),
+    }
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<SagaId, ApiError> {
@@ -55,7 +124,7 @@ async fn detail<S: EventStore>(State(ops): State<Arc<Ops<S>>>, Path(id): Path<St
     let (def, log) = load(&ops, id).await?;
     let state = saga::fold(&def, id, &log)
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt log", "the log does not fold"))?;
-    Ok(Json(SagaDetail { state: state_body(&def, &state), events: log.iter().map(EventEntry::of).collect() }))
+    Ok(Json(SagaDetail { state: state_body(&def, &state), results: state.results(&def), events: log.iter().map(EventEntry::of).collect() }))
 }
 
 /// A saga's state as the API shows it.
@@ -64,6 +133,7 @@ pub(super) fn state_body(def: &SagaDefinition, state: &SagaState) -> SagaStateBo
         saga_id: state.id,
         saga_type: state.saga_type.clone(),
         version: state.version,
+        key: state.key.clone(),
         status: state.status,
         reason: state.reason.clone(),
         current_step: state.current_step(def),

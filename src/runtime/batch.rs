@@ -68,7 +68,12 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         let mut touched: HashMap<SagaId, Touched> = HashMap::new();
         let mut order: Vec<SagaId> = Vec::new();
         let work: Vec<Work> = work.into_iter().map(with_id).collect();
-        self.preload(preload_ids(&work, &self.cache)).await;
+        let owners = self.lookup_keys(keys_of(&work)).await;
+        let mut ids = preload_ids(&work, &self.cache);
+        ids.extend(owners.into_iter().filter(|&id| !self.cache.contains(id)));
+        ids.sort();
+        ids.dedup();
+        self.preload(ids).await;
         for item in work {
             let span = span_of(&item);
             self.handle_item(item, now_ms, &mut touched, &mut order).instrument(span).await;
@@ -175,10 +180,56 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         }
     }
 
+    /// Looks up the sagas that hold the business keys of the round's starts
+    /// (SPEC §7) with one `sagas_by_key` call (one indexed query per key),
+    /// into `self.keys`; returns them, for `preload`. A failed lookup fails
+    /// those starts (transiently: a message is delivered again).
+    async fn lookup_keys(&mut self, wanted: Vec<(String, String)>) -> Vec<SagaId> {
+        self.keys = match wanted.is_empty() {
+            true => Ok(HashMap::new()),
+            false => self.store.sagas_by_key(&wanted).await,
+        };
+        self.keys.as_ref().map(|keys| keys.values().copied().collect()).unwrap_or_default()
+    }
+
+    /// The saga a start acts on: the one holding its key if any (or a
+    /// refusal when the start names another id), else the id it names,
+    /// else a new one. A start without a key keeps the id `with_id` gave it.
+    fn saga_of_start(&self, ask: &StartAsk, fallback: SagaId) -> Result<SagaId, EngineError> {
+        let Some(key) = &ask.key else { return Ok(fallback) };
+        let keys = self.keys.as_ref().map_err(|error| EngineError::Store(error.clone()))?;
+        match (keys.get(&(ask.saga_type.clone(), key.clone())), ask.saga_id) {
+            (Some(&owner), Some(named)) if named != owner => Err(EngineError::KeyTaken { key: key.clone(), saga_id: owner }),
+            (Some(&owner), _) => Ok(owner),
+            (None, named) => Ok(named.unwrap_or_else(new_id)),
+        }
+    }
+
+    /// The definition a new saga runs on: the version its start names, if
+    /// loaded, else the highest loaded. `Ok(None)`: no such saga type.
+    fn definition_for(&self, saga_type: &str, version: Option<u32>) -> Result<Option<Arc<SagaDefinition>>, EngineError> {
+        let Some(current) = self.definitions.current(saga_type) else { return Ok(None) };
+        match version {
+            None => Ok(Some(current)),
+            Some(version) => self
+                .definitions
+                .loaded(saga_type, version)
+                .map(Some)
+                .ok_or_else(|| EngineError::UnknownVersion { saga_type: saga_type.to_owned(), version }),
+        }
+    }
+
     /// Loads the item's saga (from this round, the cache or the store) and
     /// runs the shared decide-and-apply step on it.
     async fn handle_item(&mut self, item: Work, now_ms: i64, touched: &mut HashMap<SagaId, Touched>, order: &mut Vec<SagaId>) {
-        let (saga_id, input, saga_type) = input_of(&item);
+        let (mut saga_id, input, saga_type) = input_of(&item);
+        let ask = start_ask(&item);
+        if let Some(ask) = &ask {
+            saga_id = match self.saga_of_start(ask, saga_id) {
+                Ok(id) => id,
+                Err(error) => return self.fail(item, error).await,
+            };
+        }
         if matches!(item, Work::Request(Request::Operate { .. }) | Work::Deadline(_)) && !touched.contains_key(&saga_id) {
             // An operator, and a claimed deadline, act on what the store
             // says now, not on a cache another engine may have outdated: a
@@ -195,9 +246,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         };
         let (def, state) = match (current, saga_type) {
             (Some((def, state)), _) => (def, Some(state)),
-            (None, Some(saga_type)) => match self.definitions.current(&saga_type) {
-                Some(def) => (def, None),
-                None => return self.unknown_type(item, saga_type).await,
+            (None, Some(saga_type)) => match self.definition_for(&saga_type, ask.as_ref().and_then(|a| a.version)) {
+                Ok(Some(def)) => (def, None),
+                Ok(None) => return self.unknown_type(item, saga_type).await,
+                Err(error) => return self.fail(item, error).await,
             },
             (None, None) => return self.unknown_saga(item, saga_id).await,
         };
@@ -227,6 +279,12 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
         let Some(state) = handled.state else { return };
         if handled.events.is_empty() && !touched.contains_key(&saga_id) {
             return answer_item(item, answer, saga_id, state.status);
+        }
+        if let (Answer::Started { created: true }, Some(StartAsk { saga_type, key: Some(key), .. }), Ok(keys)) =
+            (answer, &ask, &mut self.keys)
+        {
+            // A later start of this round with the same key finds this saga.
+            keys.insert((saga_type.clone(), key.clone()), saga_id);
         }
         let entry = touched.entry(saga_id).or_insert_with(|| {
             order.push(saga_id);
@@ -332,9 +390,10 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
     /// never blocks the consumer.
     async fn keep_as_poison(&mut self, delivery: Delivery, reason: String) {
         let (subject, payload) = match &delivery.message {
-            Inbound::Start { saga_type, saga_id, input } => {
-                (format!("start.{saga_type}"), serde_json::json!({ "saga_id": saga_id.map(|id| id.to_string()), "input": input }))
-            }
+            Inbound::Start { saga_type, saga_id, input, key, version } => (
+                format!("start.{saga_type}"),
+                serde_json::json!({ "saga_id": saga_id.map(|id| id.to_string()), "input": input, "key": key, "version": version }),
+            ),
             Inbound::Reply { saga_id, reply } => (
                 format!("reply.{}", reply.participant),
                 serde_json::json!({ "saga_id": saga_id.to_string(), "step": reply.step, "kind": reply.kind, "attempt": reply.attempt }),
@@ -387,16 +446,48 @@ fn oversize(handled: &saga::Handled, saga_type: &str, max: usize) -> Option<Stri
         .map(|(what, bytes)| format!("{what} would be {bytes} bytes, over the broker's limit of {max} bytes a message"))
 }
 
-/// Gives a start without an id its id once, so a retry keeps it.
+/// Gives a start without an id or key its id once, so a retry keeps it.
+/// A start with a key keeps none: each round finds its saga by the key
+/// (`saga_of_start`), which must tell a start that named no id from one
+/// that named another.
 fn with_id(item: Work) -> Work {
     match item {
-        Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id: None, input }, ack }) => {
-            Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id: Some(new_id()), input }, ack })
+        Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id: None, input, key: None, version }, ack }) => {
+            Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id: Some(new_id()), input, key: None, version }, ack })
         }
-        Work::Request(Request::Start { saga_type, saga_id: None, input, respond }) => {
-            Work::Request(Request::Start { saga_type, saga_id: Some(new_id()), input, respond })
+        Work::Request(Request::Start { saga_type, saga_id: None, input, options, respond }) if options.key.is_none() => {
+            Work::Request(Request::Start { saga_type, saga_id: Some(new_id()), input, options, respond })
         }
         other => other,
+    }
+}
+
+/// What a start asks for: its type, the id it names, its key and version.
+#[derive(Debug, Clone)]
+pub(super) struct StartAsk {
+    saga_type: String,
+    saga_id: Option<SagaId>,
+    key: Option<String>,
+    version: Option<u32>,
+}
+
+/// The (saga type, key) pairs of the starts of `work` that carry a key, each once.
+fn keys_of(work: &[Work]) -> Vec<(String, String)> {
+    let keys: std::collections::BTreeSet<(String, String)> =
+        work.iter().filter_map(start_ask).filter_map(|ask| Some((ask.saga_type, ask.key?))).collect();
+    keys.into_iter().collect()
+}
+
+/// The start's ask, if the item is a start.
+fn start_ask(item: &Work) -> Option<StartAsk> {
+    match item {
+        Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id, key, version, .. }, .. }) => {
+            Some(StartAsk { saga_type: saga_type.clone(), saga_id: *saga_id, key: key.clone(), version: *version })
+        }
+        Work::Request(Request::Start { saga_type, saga_id, options, .. }) => {
+            Some(StartAsk { saga_type: saga_type.clone(), saga_id: *saga_id, key: options.key.clone(), version: options.version })
+        }
+        _ => None,
     }
 }
 
@@ -407,9 +498,11 @@ fn new_id() -> SagaId {
 /// The saga, the input, and for a start the saga type.
 fn input_of(item: &Work) -> (SagaId, Input, Option<String>) {
     match item {
-        Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id, input }, .. })
-        | Work::Request(Request::Start { saga_type, saga_id, input, .. }) => {
-            (saga_id.unwrap_or_else(new_id), Input::Start { input: input.clone() }, Some(saga_type.clone()))
+        Work::Delivery(Delivery { message: Inbound::Start { saga_type, saga_id, input, key, .. }, .. }) => {
+            (saga_id.unwrap_or_else(new_id), Input::Start { input: input.clone(), key: key.clone() }, Some(saga_type.clone()))
+        }
+        Work::Request(Request::Start { saga_type, saga_id, input, options, .. }) => {
+            (saga_id.unwrap_or_else(new_id), Input::Start { input: input.clone(), key: options.key.clone() }, Some(saga_type.clone()))
         }
         Work::Delivery(Delivery { message: Inbound::Reply { saga_id, reply }, .. }) => (*saga_id, Input::Reply(reply.clone()), None),
         Work::Request(Request::Operate { saga_id, input, .. }) => (*saga_id, input.clone(), None),
@@ -528,5 +621,6 @@ pub(super) fn summary(def: &SagaDefinition, state: &SagaState) -> SagaSummary {
         updated_at_ms: state.updated_at_ms,
         last_seq: state.seq,
         deadline_ms: state.deadline_ms(),
+        key: state.key.clone(),
     }
 }

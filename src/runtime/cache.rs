@@ -96,8 +96,13 @@ mod tests {
         let text = "name = \"t\"\nversion = 1\n[[steps]]\nname = \"a\"\nparticipant = \"p\"\naction = \"do\"\n";
         let catalog = Catalog::from_sources([("t.toml".to_string(), text.to_string())]).expect("valid");
         let def = Arc::new(catalog.get("t").expect("t").clone());
-        let started =
-            SagaEvent::SagaStarted { saga_type: "t".into(), version: 1, definition_hash: String::new(), input: Default::default() };
+        let started = SagaEvent::SagaStarted {
+            saga_type: "t".into(),
+            version: 1,
+            definition_hash: String::new(),
+            input: Default::default(),
+            key: None,
+        };
         let state = |n| begin(&def, SagaId::from_u128(n), &Recorded { seq: 1, at_ms: 0, event: started.clone() }).expect("state");
         let mut cache = SagaCache::with_max(2);
         for n in 1..=3 {

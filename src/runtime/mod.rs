@@ -108,6 +108,22 @@ pub enum EngineError {
     /// No saga has this id.
     #[error("no saga {0}")]
     UnknownSaga(SagaId),
+    /// The start names a definition version that is not loaded.
+    #[error("saga type {saga_type:?} has no version {version} loaded")]
+    UnknownVersion {
+        /// The definition's name.
+        saga_type: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// The start's business key is another saga's than the one it names.
+    #[error("key {key:?} is taken by saga {saga_id}")]
+    KeyTaken {
+        /// The key.
+        key: String,
+        /// The saga that holds it.
+        saga_id: SagaId,
+    },
     /// The saga's status does not allow it.
     #[error("{0}")]
     Rejected(Rejection),
@@ -137,6 +153,8 @@ impl EngineError {
             EngineError::Contended(_) | EngineError::Stopped => true,
             EngineError::UnknownSagaType(_)
             | EngineError::UnknownSaga(_)
+            | EngineError::UnknownVersion { .. }
+            | EngineError::KeyTaken { .. }
             | EngineError::Rejected(_)
             | EngineError::Definition(_)
             | EngineError::TooLarge(_) => false,
@@ -166,6 +184,8 @@ pub enum Request {
         saga_id: Option<SagaId>,
         /// The input.
         input: Value,
+        /// The business key and the version asked for (SPEC §7).
+        options: StartOptions,
         /// Where the answer goes.
         respond: oneshot::Sender<Result<Started, EngineError>>,
     },
@@ -180,6 +200,17 @@ pub enum Request {
     },
 }
 
+/// What a start may add to its type, id and input (SPEC §7).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// The business key: at most one saga per (saga type, key). A start
+    /// whose key is taken returns that saga, unless it names another id
+    /// ([`EngineError::KeyTaken`]).
+    pub key: Option<String>,
+    /// The definition version to run; `None`: the highest loaded.
+    pub version: Option<u32>,
+}
+
 /// A cheap handle for starting sagas and operating on them.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
@@ -189,8 +220,20 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts a saga, or returns the existing one with that id.
     pub async fn start(&self, saga_type: &str, saga_id: Option<SagaId>, input: Value) -> Result<Started, EngineError> {
+        self.start_with(saga_type, saga_id, input, StartOptions::default()).await
+    }
+
+    /// Starts a saga with a business key or a version, or returns the
+    /// existing one with that id or key.
+    pub async fn start_with(
+        &self,
+        saga_type: &str,
+        saga_id: Option<SagaId>,
+        input: Value,
+        options: StartOptions,
+    ) -> Result<Started, EngineError> {
         let (respond, answer) = oneshot::channel();
-        let request = Request::Start { saga_type: saga_type.to_owned(), saga_id, input, respond };
+        let request = Request::Start { saga_type: saga_type.to_owned(), saga_id, input, options, respond };
         self.requests.send(request).await.map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
@@ -216,6 +259,10 @@ pub struct Engine<S, T> {
     cache: SagaCache,
     /// The logs `preload` read for the round being decided.
     preloaded: store::Logs,
+    /// The saga of each business key the round's starts carry (looked up
+    /// with `preload`, plus the sagas this round creates), or why the
+    /// lookup failed.
+    keys: Result<std::collections::HashMap<(String, String), SagaId>, StoreError>,
     deadlines: Deadlines,
     requests: mpsc::Receiver<Request>,
     handle: EngineHandle,
@@ -245,6 +292,7 @@ impl<S: EventStore + Clone, T: Transport> Engine<S, T> {
             rng: Rng::new(seed),
             cache: SagaCache::default(),
             preloaded: store::Logs::new(),
+            keys: Ok(std::collections::HashMap::new()),
             deadlines: Deadlines::default(),
             requests,
             handle: EngineHandle { requests: tx },

@@ -289,6 +289,7 @@ mod tests {
             updated_at_ms: 1,
             last_seq: count,
             deadline_ms: None,
+            key: None,
         };
         store.append(&[Append { saga_id, expected_seq: 0, events, summary }]).await.expect("append");
         store

@@ -127,7 +127,7 @@ impl Decision {
 pub fn decide(def: &SagaDefinition, id: SagaId, state: Option<&SagaState>, input: &Input, ctx: &Context) -> Result<Decision, Rejection> {
     let Some(state) = state else {
         return match input {
-            Input::Start { input } => Ok(start(def, id, input, ctx)),
+            Input::Start { input, key } => Ok(start(def, id, input, key.as_deref(), ctx)),
             _ => Err(Rejection::UnknownSaga),
         };
     };
@@ -170,15 +170,16 @@ pub fn ignored(state: &SagaState, input: &Input, rejection: &Rejection) -> Optio
     (room && input.records_rejection()).then(|| SagaEvent::InputIgnored { input: input.to_string(), reason: rejection.to_string() })
 }
 
-fn start(def: &SagaDefinition, id: SagaId, input: &Value, ctx: &Context) -> Decision {
+fn start(def: &SagaDefinition, id: SagaId, input: &Value, key: Option<&str>, ctx: &Context) -> Decision {
     let started = SagaEvent::SagaStarted {
         saga_type: def.name.to_string(),
         version: def.version,
         definition_hash: def.content_hash.clone(),
         input: input.clone(),
+        key: key.map(str::to_owned),
     };
     let first = Recorded { seq: 1, at_ms: ctx.now_ms, event: started };
-    let state = new_saga(def, id, def.name.as_str(), def.version, input, &first);
+    let state = new_saga(def, id, def.name.as_str(), def.version, input, key, &first);
     let mut d = Draft { def, ctx, state, events: vec![first] };
     d.start_group(0);
     Decision { events: d.events, state: d.state }

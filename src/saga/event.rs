@@ -33,6 +33,10 @@ pub enum SagaEvent {
         definition_hash: String,
         /// The start request's input, passed to every command.
         input: Value,
+        /// The start's business key (SPEC §7), if it had one; absent in
+        /// every log written before keys, which folds as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// A command was decided; it is published after this event commits
     /// (the log is the outbox).
@@ -310,6 +314,7 @@ mod tests {
                 version: 1,
                 definition_hash: "ab".into(),
                 input: serde_json::json!({"x": 1}),
+                key: Some("order-1".into()),
             },
             SagaEvent::CommandSent { step: step.clone(), kind: Kind::Action, attempt: 2, deadline_ms: 99 },
             SagaEvent::StepSucceeded { step: step.clone(), kind: Kind::Compensation, attempt: 1, output: Value::Null },

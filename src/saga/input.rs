@@ -14,6 +14,8 @@ pub enum Input {
     Start {
         /// The start request's input.
         input: Value,
+        /// The caller's business key (SPEC §7), kept in `saga_started`.
+        key: Option<String>,
     },
     /// A participant replied.
     Reply(Reply),

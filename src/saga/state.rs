@@ -259,6 +259,8 @@ pub struct SagaState {
     pub saga_type: String,
     /// The definition version it runs on.
     pub version: u32,
+    /// Its business key (SPEC §7): at most one saga per (type, key).
+    pub key: Option<String>,
     /// The start request's input.
     pub input: Value,
     /// The current status.
@@ -345,18 +347,27 @@ pub fn fold<'e>(def: &SagaDefinition, id: SagaId, events: impl IntoIterator<Item
 
 /// The state right after the first event, if it is `saga_started`.
 pub fn begin(def: &SagaDefinition, id: SagaId, recorded: &Recorded) -> Option<SagaState> {
-    let SagaEvent::SagaStarted { saga_type, version, input, .. } = &recorded.event else {
+    let SagaEvent::SagaStarted { saga_type, version, input, key, .. } = &recorded.event else {
         return None;
     };
-    Some(new_saga(def, id, saga_type, *version, input, recorded))
+    Some(new_saga(def, id, saga_type, *version, input, key.as_deref(), recorded))
 }
 
 /// A saga that has just started: running, nothing sent yet.
-pub(super) fn new_saga(def: &SagaDefinition, id: SagaId, saga_type: &str, version: u32, input: &Value, recorded: &Recorded) -> SagaState {
+pub(super) fn new_saga(
+    def: &SagaDefinition,
+    id: SagaId,
+    saga_type: &str,
+    version: u32,
+    input: &Value,
+    key: Option<&str>,
+    recorded: &Recorded,
+) -> SagaState {
     SagaState {
         id,
         saga_type: saga_type.to_owned(),
         version,
+        key: key.map(str::to_owned),
         input: input.clone(),
         status: Status::Running,
         phase: Phase::Idle,

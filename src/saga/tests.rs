@@ -59,7 +59,7 @@ fn step(name: &str) -> StepName {
 }
 
 fn started() -> SagaEvent {
-    SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "hash".into(), input: json!({"who": "ada"}) }
+    SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "hash".into(), input: json!({"who": "ada"}), key: None }
 }
 fn sent(name: &str, kind: Kind, attempt: u32) -> SagaEvent {
     SagaEvent::CommandSent { step: step(name), kind, attempt, deadline_ms: NOW + TIMEOUT }
@@ -154,13 +154,35 @@ impl Given {
 #[test]
 fn start_records_the_input_and_sends_the_first_action() {
     let def = trip();
-    let then = given(def, vec![]).when(Input::Start { input: json!({"who": "ada"}) });
+    let then = given(def, vec![]).when(Input::Start { input: json!({"who": "ada"}), key: None });
     assert_eq!(then, Ok(vec![started(), sent("flight", Kind::Action, 1)]));
 }
 
 #[test]
+fn a_start_with_a_key_records_it_in_saga_started_and_the_state() {
+    let def = trip();
+    let then = given(def.clone(), vec![]).when(Input::Start { input: json!({"who": "ada"}), key: Some("order-1".into()) });
+    let keyed = SagaEvent::SagaStarted {
+        saga_type: "trip".into(),
+        version: 1,
+        definition_hash: "hash".into(),
+        input: json!({"who": "ada"}),
+        key: Some("order-1".into()),
+    };
+    assert_eq!(then, Ok(vec![keyed.clone(), sent("flight", Kind::Action, 1)]));
+    let state = fold(&def, id(), &[Recorded { seq: 1, at_ms: NOW, event: keyed }]).expect("folds");
+    assert_eq!(state.key.as_deref(), Some("order-1"));
+    // A log written before keys (no `key` in its data) folds as before: no key.
+    let old =
+        decode(1, "saga_started", json!({"saga_type": "trip", "version": 1, "definition_hash": "hash", "input": {}})).expect("decodes");
+    assert!(matches!(&old, SagaEvent::SagaStarted { key: None, .. }), "{old:?}");
+    let (_, data) = encode(&started());
+    assert!(data.get("key").is_none(), "a keyless start writes no key: {data}");
+}
+
+#[test]
 fn starting_an_existing_saga_is_refused_so_the_caller_returns_it() {
-    assert_eq!(given(trip(), vec![started()]).when(Input::Start { input: json!(1) }), Err(Rejection::AlreadyStarted));
+    assert_eq!(given(trip(), vec![started()]).when(Input::Start { input: json!(1), key: None }), Err(Rejection::AlreadyStarted));
 }
 
 #[test]

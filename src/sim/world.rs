@@ -238,7 +238,7 @@ impl<'a> World<'a> {
         let (saga_id, input) = match &msg {
             Msg::Start { sequence, stored_at_ms } => {
                 let saga_id = start_id(*sequence, *stored_at_ms);
-                (saga_id, Input::Start { input: json!({ "customer": saga_id.to_string() }) })
+                (saga_id, Input::Start { input: json!({ "customer": saga_id.to_string() }), key: None })
             }
             Msg::Reply { saga_id, reply } => (*saga_id, Input::Reply(reply.clone())),
             Msg::Operator { saga_id, input, elsewhere: true } => return self.elsewhere(*saga_id, input.clone()),

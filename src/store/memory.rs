@@ -71,11 +71,27 @@ impl Inner {
         if actual_seq != append.expected_seq {
             return AppendOutcome::Conflict { actual_seq };
         }
+        if append.expected_seq == 0 && self.key_taken(&append.summary) {
+            return AppendOutcome::Conflict { actual_seq };
+        }
         self.logs.entry(append.saga_id).or_default().extend(append.events.iter().cloned());
         self.order.extend(append.events.iter().map(|recorded| (append.saga_id, recorded.seq)));
-        self.sagas.insert(append.saga_id, append.summary.clone());
+        let mut summary = append.summary.clone();
+        if append.expected_seq > 0 {
+            // The key is written with the saga's first row and never changes, as in the SQL stores.
+            summary.key = self.sagas.get(&append.saga_id).and_then(|s| s.key.clone());
+        }
+        self.sagas.insert(append.saga_id, summary);
         self.claims.remove(&append.saga_id);
         AppendOutcome::Committed
+    }
+
+    /// Whether another saga holds the (saga type, key) of `summary`, like
+    /// the SQL stores' unique index.
+    fn key_taken(&self, summary: &SagaSummary) -> bool {
+        summary.key.as_ref().is_some_and(|key| {
+            self.sagas.values().any(|s| s.saga_type == summary.saga_type && s.key.as_ref() == Some(key) && s.saga_id != summary.saga_id)
+        })
     }
 
     /// The event at `position` (1-based) with its saga's type.
@@ -98,6 +114,7 @@ impl Inner {
 fn matches(filter: &ListFilter, summary: &SagaSummary) -> bool {
     (filter.statuses.is_empty() || filter.statuses.contains(&summary.status))
         && filter.saga_type.as_ref().is_none_or(|t| *t == summary.saga_type)
+        && filter.key.as_ref().is_none_or(|k| summary.key.as_ref() == Some(k))
         && filter.updated_before_ms.is_none_or(|ms| summary.updated_at_ms <= ms)
         && filter.started_from_ms.is_none_or(|ms| summary.started_at_ms >= ms)
         && filter.started_until_ms.is_none_or(|ms| summary.started_at_ms < ms)

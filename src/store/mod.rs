@@ -67,7 +67,8 @@ pub struct Append {
 pub enum AppendOutcome {
     /// The events are durable.
     Committed,
-    /// Someone appended first: reload, decide again.
+    /// Someone appended first, or (for a new saga) another saga holds
+    /// its (saga type, key): reload, decide again.
     Conflict {
         /// The saga's last seq in the store.
         actual_seq: u64,
@@ -96,6 +97,11 @@ pub struct SagaSummary {
     /// When the saga must be woken up (its phase's deadline), if ever.
     /// `claim_due` hands it to exactly one engine once it has passed.
     pub deadline_ms: Option<i64>,
+    /// Its business key (SPEC §7), if it was started with one. Written
+    /// when the saga's row is created, never changed: at most one saga
+    /// per (saga type, key), so the append of a new saga whose key is
+    /// taken is a [`AppendOutcome::Conflict`].
+    pub key: Option<String>,
 }
 
 /// Which sagas `list` returns. Every field narrows; the default is all.
@@ -105,6 +111,8 @@ pub struct ListFilter {
     pub statuses: Vec<Status>,
     /// Only this type.
     pub saga_type: Option<String>,
+    /// Only the saga with this business key (with `saga_type`: at most one).
+    pub key: Option<String>,
     /// Last event decided at or before this instant (`stuck_for`).
     pub updated_before_ms: Option<i64>,
     /// Started at or after.
@@ -226,6 +234,26 @@ pub trait EventStore: Send + Sync + 'static {
                 }
             }
             Ok(logs)
+        }
+    }
+
+    /// The saga that holds each of `keys` (saga type, business key), for
+    /// those held: what a start with a key looks up before it decides (the
+    /// unique index stays the final guard, see [`AppendOutcome::Conflict`]).
+    /// One `list` per key by default, through the `(saga_type, key)` index.
+    fn sagas_by_key(
+        &self,
+        keys: &[(String, String)],
+    ) -> impl Future<Output = Result<HashMap<(String, String), SagaId>, StoreError>> + Send {
+        async move {
+            let mut found = HashMap::with_capacity(keys.len());
+            for (saga_type, key) in keys {
+                let filter = ListFilter { saga_type: Some(saga_type.clone()), key: Some(key.clone()), ..ListFilter::default() };
+                if let Some(summary) = self.list(&filter, None, 1).await?.sagas.first() {
+                    found.insert((saga_type.clone(), key.clone()), summary.saga_id);
+                }
+            }
+            Ok(found)
         }
     }
 

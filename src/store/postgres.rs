@@ -120,6 +120,7 @@ impl Dialect for Postgres {
             .bind(&rows.event_data)
             .bind(&rows.event_at_ms)
             .bind(i32::from(SCHEMA_VERSION))
+            .bind(&rows.keys)
             .fetch_all(conn)
             .await
             .map_err(failed::<Postgres>("appending events"))

@@ -37,6 +37,10 @@ pub enum Inbound {
         saga_id: Option<SagaId>,
         /// The input passed to every command.
         input: Value,
+        /// The business key (SPEC §7), if any.
+        key: Option<String>,
+        /// The definition version asked for (default: the highest loaded).
+        version: Option<u32>,
     },
     /// A participant's reply (`saga.reply.<participant>`).
     Reply {

@@ -70,7 +70,8 @@ impl World {
 
     async fn start(&self, n: u128) {
         let card = if n % 10 == 3 { DECLINED_CARD } else { "4242-4242-4242-4242" };
-        let body = StartBody { saga_id: Some(saga_id(n).to_string()), input: json!({ "card": card, "n": n as u64 }) };
+        let body =
+            StartBody { saga_id: Some(saga_id(n).to_string()), input: json!({ "card": card, "n": n as u64 }), key: None, version: None };
         self.transport.publish_start("trip_booking", &body).await.expect("start published");
     }
 

@@ -255,14 +255,14 @@ async fn no_migrate_needs_jetsaga_migrate_first() {
 
     let out = run(jetsaga().args(["migrate", "--database-url", &url]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("migrations 0 → 3 applied"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("migrations 0 → 4 applied"), "{}", text(&out.stdout));
     let again = run(jetsaga().args(["migrate", "--database-url", &url]));
-    assert!(text(&again.stdout).contains("the schema is at migration 3 already; nothing to apply"), "{}", text(&again.stdout));
+    assert!(text(&again.stdout).contains("the schema is at migration 4 already; nothing to apply"), "{}", text(&again.stdout));
 
     let mut serve = Serve::start(&["--no-migrate"], &[("DATABASE_URL", url)]);
     let ready = serve.ready_within(Duration::from_secs(20)).await;
     assert_eq!(ready["migrations"], "ready", "{ready}");
-    assert!(serve.stderr().contains("migration=3 migrated=false"), "{}", serve.stderr());
+    assert!(serve.stderr().contains("migration=4 migrated=false"), "{}", serve.stderr());
 }
 
 /// Rolling back to an older binary: the database has a migration this
@@ -283,7 +283,7 @@ async fn a_schema_newer_than_the_binary_is_refused_naming_both_versions() {
     .expect("a newer migration recorded");
     conn.close().await.expect("closed");
 
-    let want = format!("the database schema is at migration 9, this jetsaga (version {}) knows up to 3", env!("CARGO_PKG_VERSION"));
+    let want = format!("the database schema is at migration 9, this jetsaga (version {}) knows up to 4", env!("CARGO_PKG_VERSION"));
     let out = run(jetsaga().args(["migrate", "--database-url", &url]));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&want) && text(&out.stderr).contains("run a newer jetsaga or restore"), "{}", text(&out.stderr));
@@ -306,7 +306,7 @@ fn json_logs_are_one_object_per_line() {
         stderr.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))).collect();
     let applied = lines.iter().find(|line| line["fields"]["message"] == "migrations applied").expect("the info line");
     assert_eq!(applied["level"], "INFO", "{applied}");
-    assert_eq!(applied["fields"]["migration"], 3, "{applied}");
+    assert_eq!(applied["fields"]["migration"], 4, "{applied}");
 }
 
 /// `RUST_LOG` is honoured, `--log` wins over it, and a filter that does

@@ -77,7 +77,8 @@ async fn a_request_is_not_starved_by_a_backlog_of_messages() {
     let AnyTransport::Memory(broker) = app.transport().clone() else { panic!("in process") };
     const BACKLOG: u128 = 3_000;
     for n in 0..BACKLOG {
-        let start = Inbound::Start { saga_type: "trip".into(), saga_id: Some(saga_id(1_000_000 + n)), input: json!({}) };
+        let start =
+            Inbound::Start { saga_type: "trip".into(), saga_id: Some(saga_id(1_000_000 + n)), input: json!({}), key: None, version: None };
         broker.deliver(start).await.expect("delivered");
     }
     let started_before = started(&app.store).await;
@@ -117,7 +118,10 @@ async fn a_group_commit_that_fails_for_one_saga_commits_the_others() {
         }
     }
     let AnyTransport::Memory(broker) = app.orchestrator.transport().clone() else { panic!("in process") };
-    broker.deliver(Inbound::Start { saga_type: "trip".into(), saga_id: Some(bad), input: json!({}) }).await.expect("delivered");
+    broker
+        .deliver(Inbound::Start { saga_type: "trip".into(), saga_id: Some(bad), input: json!({}), key: None, version: None })
+        .await
+        .expect("delivered");
     let poison = crate::support::eventually!("the bad start kept as poison", {
         let kept = app.store.inner().poison(100).await.expect("poison");
         kept.into_iter().find(|p| p.reason.contains("refused"))
@@ -205,7 +209,7 @@ impl Published {
 fn log_of(id: SagaId, n: u64, big: Option<u64>) -> jetsaga::store::Append {
     use jetsaga::saga::Recorded;
     use jetsaga::store::{Append, SagaSummary};
-    let started = SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "h".into(), input: json!({}) };
+    let started = SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "h".into(), input: json!({}), key: None };
     let events = (1..=n)
         .map(|seq| {
             let event = match (seq, big) {
@@ -226,6 +230,7 @@ fn log_of(id: SagaId, n: u64, big: Option<u64>) -> jetsaga::store::Append {
         updated_at_ms: 1_767_225_600_000 + n as i64,
         last_seq: n,
         deadline_ms: None,
+        key: None,
     };
     Append { saga_id: id, expected_seq: 0, events, summary }
 }

@@ -196,7 +196,7 @@ async fn streams_are_created_with_their_subjects_and_a_second_connect_updates_th
         assert!(state.file_storage, "{kind:?} uses file storage");
         assert_eq!((state.replicas, state.duplicate_window), (1, Duration::from_secs(120)));
     }
-    transport.publish_start("trip", &StartBody { saga_id: None, input: json!({}) }).await.expect("published");
+    transport.publish_start("trip", &StartBody { saga_id: None, input: json!({}), key: None, version: None }).await.expect("published");
 
     let again = connect(JetStreamConfig { duplicate_window: Duration::from_secs(60), ..broker.config.clone() }).await;
     let state = again.stream_state(StreamKind::Start).await.expect("stream exists");
@@ -323,7 +323,7 @@ async fn an_id_less_start_delivered_twice_names_one_saga() {
     let broker = Broker::with(|c| c.ack_wait = Duration::from_secs(1));
     let transport = broker.connect().await;
     let mut inbound = Runner::start(&transport, Sink::default());
-    let body = StartBody { saga_id: None, input: json!({"request": "r-1"}) };
+    let body = StartBody { saga_id: None, input: json!({"request": "r-1"}), key: None, version: None };
     transport.publish_start("trip", &body).await.expect("published");
     let first = inbound.next().await;
     let Inbound::Start { saga_id: Some(id), .. } = first.message else { panic!("a start with a derived id: {:?}", first.message) };
@@ -419,11 +419,17 @@ async fn a_start_arrives_as_inbound_start_and_a_bad_one_is_poison() {
     let mut inbound = Runner::start(&transport, sink.clone());
     transport.publish_raw(&broker.subjects().start("trip"), br#"{"saga_id": 7}"#.to_vec()).await.expect("published");
     let id = saga_id(5);
-    let body = StartBody { saga_id: Some(id.to_string()), input: json!({"city": "Lisbon"}) };
+    let body = StartBody { saga_id: Some(id.to_string()), input: json!({"city": "Lisbon"}), key: None, version: None };
     transport.publish_start("trip_booking", &body).await.expect("published");
 
     let delivery = inbound.next().await;
-    let expected = Inbound::Start { saga_type: "trip_booking".to_owned(), saga_id: Some(id), input: json!({"city": "Lisbon"}) };
+    let expected = Inbound::Start {
+        saga_type: "trip_booking".to_owned(),
+        saga_id: Some(id),
+        input: json!({"city": "Lisbon"}),
+        key: None,
+        version: None,
+    };
     assert_eq!(delivery.message, expected);
     delivery.ack.ack();
     let kept = sink.kept();

@@ -189,7 +189,10 @@ async fn every_role_connects_with_credentials_and_tls_and_a_forged_reply_is_refu
 
     let client = nats.attach(nats.connection("client")).await.expect("a client connects");
     let id = saga_id(0x5ec);
-    client.publish_start("stay", &StartBody { saga_id: Some(id.to_string()), input: json!({"guest": "ada"}) }).await.expect("start");
+    client
+        .publish_start("stay", &StartBody { saga_id: Some(id.to_string()), input: json!({"guest": "ada"}), key: None, version: None })
+        .await
+        .expect("start");
     let command = tokio::time::timeout(WAIT, received.recv()).await.expect("hotels got its command in time").expect("a command");
     assert_eq!(command.saga_id, id.to_string());
 

@@ -235,3 +235,132 @@ async fn operator_verbs_need_the_token_and_a_status_that_allows_them() {
     assert_eq!(operate(id, "abort", Some(TOKEN), r#"{"reason": " "}"#).await.0, 400);
     assert_eq!(operate(saga_id(0xffff), "abort", Some(TOKEN), reason).await.0, 404);
 }
+
+#[tokio::test]
+async fn a_business_key_finds_its_saga_and_refuses_another_id() {
+    let app = ops_app().await;
+    let start = |body: Value| {
+        let app = &app;
+        async move { app.http("POST", "/sagas", Some(&body.to_string()), None).await }
+    };
+    let (status, first) = start(json!({"saga_type": "trip", "key": "order-1", "input": {"n": 1}})).await;
+    assert_eq!(status, 201, "{first}");
+    let id = first["saga_id"].as_str().expect("an id").to_owned();
+    let (status, again) = start(json!({"saga_type": "trip", "key": "order-1", "input": {"n": 2}})).await;
+    assert_eq!((status, again["saga_id"].as_str()), (200, Some(id.as_str())), "a taken key returns its saga: {again}");
+    let (status, same) = start(json!({"saga_type": "trip", "key": "order-1", "saga_id": id})).await;
+    assert_eq!((status, same["saga_id"].as_str()), (200, Some(id.as_str())), "{same}");
+    let other = saga_id(0xbeef).to_string();
+    let (status, refused) = start(json!({"saga_type": "trip", "key": "order-1", "saga_id": other})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!((refused["error"].as_str(), refused["saga_id"].as_str()), (Some("key taken"), Some(id.as_str())), "{refused}");
+    assert_eq!(app.get(&format!("/sagas/{other}")).await.0, 404, "the refused start made no saga");
+    let (status, _) = start(json!({"saga_type": "trip", "key": "order-2", "saga_id": other})).await;
+    assert_eq!(status, 201, "another key is free");
+
+    let (status, page) = app.get("/sagas?saga_type=trip&key=order-1").await;
+    assert_eq!(status, 200);
+    let rows = page["sagas"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{page}");
+    assert_eq!((rows[0]["saga_id"].as_str(), rows[0]["key"].as_str()), (Some(id.as_str()), Some("order-1")));
+    let (_, detail) = app.get(&format!("/sagas/{id}")).await;
+    assert_eq!((detail["key"].as_str(), &detail["input"]), (Some("order-1"), &json!({"n": 1})), "the first start's input");
+    let (_, keyless) = start(json!({"saga_type": "trip"})).await;
+    let (_, detail) = app.get(&format!("/sagas/{}", keyless["saga_id"].as_str().expect("id"))).await;
+    assert_eq!(detail["key"], Value::Null);
+
+    for bad in [json!(""), json!("k".repeat(201))] {
+        let (status, body) = start(json!({"saga_type": "trip", "key": bad})).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("malformed body")), "{body}");
+    }
+    let (status, _) = start(json!({"saga_type": "trip", "key": "é".repeat(200)})).await;
+    assert_eq!(status, 201, "200 characters are a key, whatever their bytes");
+}
+
+#[tokio::test]
+async fn concurrent_starts_of_one_key_make_one_saga() {
+    let app = Arc::new(ops_app().await);
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let body = json!({"saga_type": "trip", "key": "rush", "input": {"n": n}}).to_string();
+                app.http("POST", "/sagas", Some(&body), None).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("joined"));
+    }
+    assert_eq!(answers.iter().filter(|(status, _)| *status == 201).count(), 1, "{answers:?}");
+    assert!(answers.iter().all(|(status, _)| *status == 200 || *status == 201), "{answers:?}");
+    let ids: std::collections::BTreeSet<String> =
+        answers.iter().filter_map(|(_, body)| body["saga_id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(ids.len(), 1, "every start got the one saga: {ids:?}");
+    let (_, page) = app.get("/sagas?saga_type=trip&key=rush").await;
+    assert_eq!(page["sagas"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_start_runs_the_version_it_names_else_the_highest() {
+    let v1 = fixture("trip");
+    let v2 = v1.replace("version = 1", "version = 2").replace("[[steps]]\nname = \"mail\"", "[[steps]]\nname = \"mail_v2\"");
+    assert_ne!(v1, v2);
+    let app = crate::support::app(&[]).definitions(vec![v2, v1]).spawn().await;
+    let start = |body: Value| {
+        let app = &app;
+        async move { app.http("POST", "/sagas", Some(&body.to_string()), None).await }
+    };
+    let (status, latest) = start(json!({"saga_type": "trip"})).await;
+    assert_eq!(status, 201, "{latest}");
+    let (status, old) = start(json!({"saga_type": "trip", "version": 1})).await;
+    assert_eq!(status, 201, "{old}");
+    for (answer, version, last_step) in [(&latest, 2, "mail_v2"), (&old, 1, "mail")] {
+        let id: SagaId = answer["saga_id"].as_str().expect("id").parse().expect("uuid");
+        app.wait_for(id, Status::Completed).await;
+        let (_, detail) = app.get(&format!("/sagas/{id}")).await;
+        assert_eq!(detail["version"], version, "{detail}");
+        assert_eq!(detail["steps"][3]["name"], last_step, "{detail}");
+    }
+    let (status, unknown) = start(json!({"saga_type": "trip", "version": 3})).await;
+    assert_eq!((status, unknown["error"].as_str()), (422, Some("unknown version")), "{unknown}");
+    let (status, zero) = start(json!({"saga_type": "trip", "version": 0})).await;
+    assert_eq!(status, 400, "{zero}");
+}
+
+#[tokio::test]
+async fn a_start_may_wait_for_the_end_and_the_detail_carries_results() {
+    let app = ops_app().await;
+    let body = json!({"saga_type": "trip", "input": {"who": "ada"}}).to_string();
+    let (status, done) = app.http("POST", "/sagas?wait=20s", Some(&body), None).await;
+    assert_eq!((status, done["status"].as_str()), (201, Some("completed")), "answered at the end: {done}");
+    let (_, detail) = app.get(&format!("/sagas/{}", done["saga_id"].as_str().expect("id"))).await;
+    assert_eq!(
+        detail["results"],
+        json!({"flight": {"ref": "flight"}, "hotel": {"ref": "hotel"}, "pay": {"ref": "pay"}, "mail": {"ref": "mail"}}),
+        "{detail}"
+    );
+    let failing = json!({"saga_type": "trip", "input": {"fail": "hotel"}}).to_string();
+    let (status, undone) = app.http("POST", "/sagas?wait=20s", Some(&failing), None).await;
+    assert_eq!((status, undone["status"].as_str()), (201, Some("compensated")), "{undone}");
+    let (_, detail) = app.get(&format!("/sagas/{}", undone["saga_id"].as_str().expect("id"))).await;
+    assert_eq!(detail["results"], json!({"flight": {"ref": "flight"}}), "only the succeeded steps' outputs: {detail}");
+    // An existing saga answers 200, at once when it has ended.
+    let again = json!({"saga_type": "trip", "saga_id": done["saga_id"]}).to_string();
+    let (status, same) = app.http("POST", "/sagas?wait=20s", Some(&again), None).await;
+    assert_eq!((status, same["status"].as_str()), (200, Some("completed")));
+    for bad in ["/sagas?wait=soon", "/sagas?wait=1h", "/sagas?colour=1"] {
+        let (status, answer) = app.http("POST", bad, Some(&body), None).await;
+        assert_eq!((status, answer["error"].as_str()), (400, Some("malformed query")), "{bad}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_wait_that_passes_answers_the_status_then() {
+    // Hotels never answer: the saga is still running when a short wait passes.
+    let app = spawn_app(&["trip"], answer(|c| (c.step != "hotel").then_some(true))).await;
+    let body = json!({"saga_type": "trip"}).to_string();
+    let (status, going) = app.http("POST", "/sagas?wait=200ms", Some(&body), None).await;
+    assert_eq!((status, going["status"].as_str()), (201, Some("running")), "{going}");
+}

@@ -22,7 +22,7 @@ fn production() -> AppOptions {
 
 /// Publishes a start on `saga.start.trip`, as a client of the broker does.
 async fn start(app: &TestApp, id: SagaId, input: Value) {
-    let body = StartBody { saga_id: Some(id.to_string()), input };
+    let body = StartBody { saga_id: Some(id.to_string()), input, key: None, version: None };
     app.jetstream().publish_start("trip", &body).await.expect("start published");
 }
 

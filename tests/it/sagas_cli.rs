@@ -305,7 +305,7 @@ async fn tail_follows_new_events_over_nats() {
     let started = |seq| Recorded {
         seq,
         at_ms: now_ms,
-        event: SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "ab".into(), input: json!({}) },
+        event: SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "ab".into(), input: json!({}), key: None },
     };
     transport.publish_event("trip", &started(1), other).await.expect("an old event");
 
@@ -348,4 +348,35 @@ async fn tail_follows_new_events_over_nats() {
     assert_eq!(status.code(), Some(0), "Ctrl-C exits 0");
     drop(machines);
     transport.delete_streams().await.expect("clean up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_waits_for_the_end_and_exits_by_the_outcome() {
+    let app = trip_app(Arc::new(AtomicBool::new(false))).await;
+    let id_of = |out: &Out| -> SagaId {
+        let answer: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        answer["saga_id"].as_str().expect("id").parse().expect("uuid")
+    };
+    let done = cli(&app, &["start", "trip", "--input", r#"{"card": "4242"}"#, "--wait", "20s", "--json"]).await;
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert!(done.stdout.contains(r#""status":"completed""#), "{done:?}");
+    let declined = cli(&app, &["start", "trip", "--input", r#"{"card": "declined"}"#, "--wait", "20s", "--json"]).await;
+    assert_eq!(declined.code, Some(3), "any other end: {declined:?}");
+    assert!(declined.stdout.contains(r#""status":"compensated""#), "{declined:?}");
+    let silent = cli(&app, &["start", "trip", "--input", r#"{"card": "silent"}"#, "--wait", "300ms", "--json"]).await;
+    assert_eq!(silent.code, Some(4), "the wait passed with the saga going: {silent:?}");
+    assert!(silent.stdout.contains(r#""status":"running""#), "{silent:?}");
+    let unwaited = cli(&app, &["start", "trip", "--input", r#"{"card": "silent"}"#]).await;
+    assert_eq!(unwaited.code, Some(0), "without --wait, 0 once started: {unwaited:?}");
+
+    let keyed = cli(&app, &["start", "trip", "--key", "order-1", "--version", "1", "--json"]).await;
+    assert_eq!(keyed.code, Some(0), "{keyed:?}");
+    let again = cli(&app, &["start", "trip", "--key", "order-1"]).await;
+    assert!(again.stdout.starts_with(&format!("exists: saga {}", id_of(&keyed))), "{again:?}");
+    let listed = cli(&app, &["list", "--type", "trip", "--key", "order-1", "--json"]).await;
+    assert!(listed.stdout.contains(&id_of(&keyed).to_string()) && listed.stdout.contains(r#""key":"order-1""#), "{listed:?}");
+    let unknown = cli(&app, &["start", "trip", "--version", "7"]).await;
+    assert_eq!(unknown.code, Some(1), "{unknown:?}");
+    assert!(unknown.stderr.contains("unknown version"), "{unknown:?}");
+    app.stop().await;
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use jetsaga::definition::Kind;
 use jetsaga::saga::{SagaEvent, Status};
+use jetsaga::store::EventStore as _;
 use jetsaga::wire::StartBody;
 use serde_json::json;
 
@@ -55,7 +56,7 @@ async fn a_group_whose_hotel_fails_while_the_flight_is_in_flight_waits_for_it_th
         .spawn()
         .await;
     let saga = saga_id(711);
-    let body = StartBody { saga_id: Some(saga.to_string()), input: json!({"who": "ada", "card": "4242"}) };
+    let body = StartBody { saga_id: Some(saga.to_string()), input: json!({"who": "ada", "card": "4242"}), key: None, version: None };
     app.jetstream().publish_start("travel", &body).await.expect("start published");
     assert_eq!(app.settled(saga).await, Status::Compensated);
 
@@ -77,5 +78,47 @@ async fn a_group_whose_hotel_fails_while_the_flight_is_in_flight_waits_for_it_th
     let began = events.iter().position(|e| matches!(e, SagaEvent::CompensationStarted { keep_in_flight: true, .. }));
     let retried = events.iter().position(|e| matches!(e, SagaEvent::CommandSent { attempt: 2, kind: Kind::Action, .. }));
     assert!(began.is_some() && retried > began, "compensating at once, the flight still retried after: {events:?}");
+    app.stop().await;
+}
+
+/// SPEC §7 keys and versions over NATS + PostgreSQL: id-less starts with
+/// one key make one saga; a start naming another id for a taken key, and
+/// one naming a version not loaded, are poison; a named version runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_and_versioned_starts_over_nats() {
+    let v2 = TRAVEL.replace("version = 1", "version = 2");
+    let app = app(&[]).definitions(vec![TRAVEL.to_owned(), v2]).postgres().jetstream().spawn().await;
+    let start = |saga_id: Option<String>, key: Option<&str>, version: Option<u32>| StartBody {
+        saga_id,
+        input: json!({"who": "ada"}),
+        key: key.map(str::to_owned),
+        version,
+    };
+    for _ in 0..3 {
+        app.jetstream().publish_start("travel", &start(None, Some("order-7"), Some(1))).await.expect("published");
+    }
+    let filter = jetsaga::store::ListFilter { key: Some("order-7".into()), ..Default::default() };
+    let saga = crate::support::eventually!("the keyed saga", {
+        let page = app.store.list(&filter, None, 10).await.expect("list");
+        page.sagas.first().map(|s| s.saga_id)
+    });
+    assert_eq!(app.settled(saga).await, Status::Completed);
+    assert_eq!(app.summary(saga).await.version, 1, "the version the start named");
+    let other = saga_id(712);
+    app.jetstream().publish_start("travel", &start(Some(other.to_string()), Some("order-7"), None)).await.expect("published");
+    app.jetstream().publish_start("travel", &start(Some(saga_id(713).to_string()), None, Some(9))).await.expect("published");
+    let latest = saga_id(714);
+    app.jetstream().publish_start("travel", &start(Some(latest.to_string()), Some("order-8"), None)).await.expect("published");
+    assert_eq!(app.settled(latest).await, Status::Completed);
+    assert_eq!(app.summary(latest).await.version, 2, "the highest version loaded");
+    let reasons = crate::support::eventually!("both refusals kept as poison", {
+        let reasons: Vec<String> = app.poison().await.into_iter().map(|p| p.reason).collect();
+        Some(reasons).filter(|r| r.len() >= 2)
+    });
+    assert!(reasons.iter().any(|r| r.contains("key \"order-7\" is taken by saga") && r.contains(&saga.to_string())), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("has no version 9 loaded")), "{reasons:?}");
+    let page = app.store.list(&filter, None, 10).await.expect("list");
+    assert_eq!(page.sagas.len(), 1, "one saga for the key");
+    assert!(app.store.summary(other).await.expect("summary").is_none(), "the conflicting start made nothing");
     app.stop().await;
 }

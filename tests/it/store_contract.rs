@@ -104,7 +104,7 @@ fn step(name: &str) -> StepName {
 }
 
 fn started() -> SagaEvent {
-    SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "ab12".into(), input: json!({"who": "ada"}) }
+    SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "ab12".into(), input: json!({"who": "ada"}), key: None }
 }
 
 /// One of every event type, in a plausible order.
@@ -147,6 +147,7 @@ fn summary(saga_id: SagaId, status: Status, last_seq: u64) -> SagaSummary {
         updated_at_ms: 1_000 + last_seq as i64,
         last_seq,
         deadline_ms: None,
+        key: None,
     }
 }
 
@@ -278,6 +279,68 @@ async fn concurrent_creators_of_one_saga_one_wins<S: EventStore>(store: S) {
     assert_eq!(committed, 1);
     assert_eq!(seqs(&store.load(id(1), None).await.unwrap()), vec![1, 2]);
     assert_eq!(store.summary(id(2)).await.unwrap().map(|s| s.last_seq), Some(1));
+}
+
+/// A new saga's append with business key `key` (SPEC §7).
+fn keyed(saga_id: SagaId, key: &str) -> Append {
+    let mut new = append(saga_id, 0, 1);
+    new.summary.key = Some(key.to_owned());
+    new
+}
+
+async fn a_taken_key_conflicts_and_is_found<S: EventStore>(store: S) {
+    append_ok(&store, vec![keyed(id(1), "order-1"), append(id(2), 0, 1)]).await;
+    // Another saga with the same (type, key): not written, a conflict; the others of the batch commit.
+    let outcomes = store.append(&[keyed(id(3), "order-1"), keyed(id(4), "order-2")]).await.expect("append");
+    assert_eq!(outcomes, vec![AppendOutcome::Conflict { actual_seq: 0 }, AppendOutcome::Committed]);
+    assert!(store.load(id(3), None).await.unwrap().is_empty(), "nothing of the refused saga is stored");
+    assert_eq!(store.summary(id(3)).await.unwrap(), None);
+    // The same key under another saga type is free.
+    let mut other_type = keyed(id(5), "order-1");
+    other_type.summary.saga_type = "other".into();
+    append_ok(&store, vec![other_type]).await;
+    // Two new sagas of one batch with the same key: the first in id order wins.
+    let outcomes = store.append(&[keyed(id(6), "order-3"), keyed(id(7), "order-3")]).await.expect("append");
+    assert_eq!(outcomes.iter().filter(|o| **o == AppendOutcome::Committed).count(), 1, "{outcomes:?}");
+    // A later append to a keyed saga keeps its key.
+    let mut next = append(id(1), 1, 1);
+    next.summary.key = None;
+    append_ok(&store, vec![next]).await;
+    assert_eq!(store.summary(id(1)).await.unwrap().and_then(|s| s.key), Some("order-1".to_owned()));
+    assert_eq!(store.summary(id(2)).await.unwrap().and_then(|s| s.key), None);
+
+    let pairs = [("trip", "order-1"), ("trip", "order-2"), ("other", "order-1"), ("trip", "nobody")];
+    let wanted: Vec<(String, String)> = pairs.iter().map(|(t, k)| (t.to_string(), k.to_string())).collect();
+    let found = store.sagas_by_key(&wanted).await.expect("lookup");
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found.get(&("trip".to_owned(), "order-1".to_owned())), Some(&id(1)));
+    assert_eq!(found.get(&("trip".to_owned(), "order-2".to_owned())), Some(&id(4)));
+    assert_eq!(found.get(&("other".to_owned(), "order-1".to_owned())), Some(&id(5)));
+
+    let filter = ListFilter { saga_type: Some("trip".into()), key: Some("order-2".into()), ..ListFilter::default() };
+    let page = store.list(&filter, None, 10).await.expect("list");
+    assert_eq!(page.sagas.iter().map(|s| (s.saga_id, s.key.clone())).collect::<Vec<_>>(), [(id(4), Some("order-2".to_owned()))]);
+}
+
+async fn concurrent_creators_of_one_key_one_wins<S: EventStore>(store: S) {
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..10)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.append(&[keyed(id(100 + n), "order-9")]).await })
+        })
+        .collect();
+    let mut committed = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap().as_slice() {
+            [AppendOutcome::Committed] => committed += 1,
+            [AppendOutcome::Conflict { actual_seq: 0 }] => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(committed, 1, "one saga per (type, key)");
+    let filter = ListFilter { key: Some("order-9".into()), ..ListFilter::default() };
+    assert_eq!(store.list(&filter, None, 10).await.expect("list").sagas.len(), 1);
 }
 
 async fn concurrent_writers_that_retry_keep_the_log_contiguous<S: EventStore>(store: S) {
@@ -448,6 +511,7 @@ async fn list_filters_narrow<S: EventStore>(store: S) {
         updated_before_ms: Some(250),
         started_from_ms: Some(150),
         started_until_ms: Some(600),
+        key: None,
     };
     assert_eq!(list_ids(&store, combined).await, vec![2]);
     let none = ListFilter { saga_type: Some("nothing".into()), ..all };
@@ -739,6 +803,7 @@ macro_rules! contract_suite {
                 round_trips_every_event_type, loads_up_to_seq, unknown_saga_is_empty, empty_batch_commits_nothing,
                 stale_expected_seq_conflicts_alone, new_saga_twice_conflicts, one_batch_may_append_to_a_saga_twice, malformed_append_is_an_error_and_commits_nothing,
                 concurrent_appends_one_wins_per_seq, concurrent_creators_of_one_saga_one_wins, concurrent_writers_that_retry_keep_the_log_contiguous,
+                a_taken_key_conflicts_and_is_found, concurrent_creators_of_one_key_one_wins,
                 group_commits_a_hundred_sagas, a_group_commit_writes_every_saga_but_the_stale_ones, load_many_reads_every_log_at_once,
                 logs_in_status_pages_through_one_status, summary_follows_each_append, list_filters_narrow, count_by_status_counts_the_statuses_asked_for,
                 cursor_walks_every_saga_once_in_order, limit_is_clamped, definitions_are_recorded_once,

@@ -113,9 +113,14 @@ impl OpsClient {
 
     /// `POST /sagas`: starts a saga; `true` when it is new (`201`), `false`
     /// when the id was taken (`200`, the existing saga's status).
-    pub(crate) fn start(&self, body: &StartSagaBody) -> Result<(bool, SagaStatusBody), ClientError> {
+    /// With `wait` (`?wait=`), the server answers once the saga ended or
+    /// the wait passed.
+    pub(crate) fn start(&self, body: &StartSagaBody, wait: Option<&str>) -> Result<(bool, SagaStatusBody), ClientError> {
         let url = self.url("/sagas");
-        let request = self.authorized(self.agent.post(&url));
+        let mut request = self.authorized(self.agent.post(&url));
+        if let Some(wait) = wait {
+            request = request.query("wait", wait);
+        }
         let (status, answer) = finish_with_status("POST", url, request.send_json(body))?;
         Ok((status == 201, answer))
     }
@@ -194,7 +199,7 @@ fn finish_with_status<T: DeserializeOwned>(
     // Not every error comes from jetsaga (a proxy's, say): then the status
     // names the error and the start of the body explains it.
     let (error, detail) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(ErrorBody { error, detail }) => (terminal::escape(&error).into_owned(), terminal::escape(&detail).into_owned()),
+        Ok(ErrorBody { error, detail, .. }) => (terminal::escape(&error).into_owned(), terminal::escape(&detail).into_owned()),
         Err(_) => {
             let start: String = text.chars().take(200).collect();
             (status.canonical_reason().unwrap_or("error").to_lowercase(), terminal::escape(&start).into_owned())

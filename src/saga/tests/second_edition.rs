@@ -46,7 +46,7 @@ fn two_groups() -> SagaDefinition {
 }
 
 fn started_with(input: Value) -> SagaEvent {
-    SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "hash".into(), input }
+    SagaEvent::SagaStarted { saga_type: "trip".into(), version: 1, definition_hash: "hash".into(), input, key: None }
 }
 fn ok_with(participant: &str, name: &str, kind: Kind, attempt: u32, output: Value) -> Input {
     let Input::Reply(mut r) = ok(participant, name, kind, attempt) else { unreachable!() };
@@ -95,12 +95,13 @@ fn runs_out(mut events: Vec<SagaEvent>, name: &str, kind: Kind) -> Vec<SagaEvent
 
 #[test]
 fn a_group_starts_by_sending_all_its_first_commands_at_once() {
-    let then = given(travel(None), vec![]).when(Input::Start { input: json!({"who": "ada"}) });
+    let then = given(travel(None), vec![]).when(Input::Start { input: json!({"who": "ada"}), key: None });
     let started = SagaEvent::SagaStarted {
         saga_type: "trip".into(),
         version: 1,
         definition_hash: travel(None).content_hash,
         input: json!({"who": "ada"}),
+        key: None,
     };
     assert_eq!(then, Ok(vec![started, sent("flight", Kind::Action, 1), sent("hotel", Kind::Action, 1)]));
 }
@@ -247,7 +248,7 @@ fn a_group_whose_steps_are_all_skipped_has_succeeded() {
         [[steps]]\nname = \"b\"\nparticipant = \"p\"\naction = \"do\"\ncompensation = \"undo\"\ngroup = \"g\"\nwhen = \"/input/b\"\n\
         [[steps]]\nname = \"c\"\nparticipant = \"p\"\naction = \"do\"\n";
     let def = parse("t.toml", text).unwrap();
-    let then = given(def.clone(), vec![]).when(Input::Start { input: json!({}) }).unwrap();
+    let then = given(def.clone(), vec![]).when(Input::Start { input: json!({}), key: None }).unwrap();
     assert_eq!(then[1..], [skipped("a"), skipped("b"), sent("c", Kind::Action, 1)]);
     let then = given(def.clone(), vec![started_with(json!({}))]).and_recorded([skipped("a"), skipped("b"), sent("c", Kind::Action, 1)]);
     assert_eq!(then.when(ok("p", "c", Kind::Action, 1)), Ok(vec![succeeded("c", Kind::Action, 1), SagaEvent::SagaCompleted {}]));

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::dialect::{failed, Dialect};
-use super::rows::{encoded, from_i64, insert_events_statement, seqs_statement, to_i64, upsert_sagas_statement};
+use super::rows::{encoded, from_i64, insert_events_statement, keys_statement, seqs_statement, to_i64, upsert_sagas_statement};
 use crate::store::rules::check_batch;
 use crate::store::{Append, AppendOutcome, StoreError, IDS_PER_STATEMENT_MAX};
 
@@ -38,6 +38,9 @@ pub struct SetRows {
     pub updated_at_ms: Vec<i64>,
     pub last_seqs: Vec<i64>,
     pub deadlines_ms: Vec<Option<i64>>,
+    /// The business key of a new saga (`None` for a saga already there:
+    /// a key is written once, when the row is created).
+    pub keys: Vec<Option<String>>,
     /// The events: their saga, seq, type, data (JSON text) and time.
     pub event_saga_ids: Vec<String>,
     pub event_seqs: Vec<i64>,
@@ -74,6 +77,7 @@ impl SetRows {
             rows.updated_at_ms.push(summary.updated_at_ms);
             rows.last_seqs.push(to_i64(summary.last_seq, "last_seq")?);
             rows.deadlines_ms.push(summary.deadline_ms);
+            rows.keys.push(summary.key.clone().filter(|_| append.expected_seq == 0));
             rows.saga_ids.push(saga_id);
         }
         Ok(rows)
@@ -142,6 +146,22 @@ pub(super) async fn last_seqs<DB: Dialect>(conn: &mut DB::Connection, saga_ids: 
     Ok(seqs)
 }
 
+/// The (saga type, key) pairs among the new sagas of `rows` that a saga
+/// already holds. Under the single writer's lock nobody can take one
+/// between this read and the write.
+async fn taken_keys<DB: Dialect>(conn: &mut DB::Connection, rows: &SetRows) -> Result<HashSet<(String, String)>, StoreError> {
+    let mut taken = HashSet::new();
+    let keyed: Vec<usize> = (0..rows.keys.len()).filter(|&i| rows.keys[i].is_some()).collect();
+    for chunk in keyed.chunks(IDS_PER_STATEMENT_MAX) {
+        let statement = keys_statement(rows, chunk);
+        let found = DB::fetch(conn, &statement.sql, &statement.params).await.map_err(failed::<DB>("reading sagas' keys"))?;
+        for row in &found {
+            taken.insert((row.get::<String>("saga_type")?, row.get::<String>("key")?));
+        }
+    }
+    Ok(taken)
+}
+
 /// Rows per multi-row `INSERT`: 9 parameters a row stays far below
 /// SQLite's limit of 32,766 bound parameters a statement.
 const ROWS_PER_INSERT: usize = 500;
@@ -154,7 +174,13 @@ pub(crate) async fn write_values<DB: Dialect>(conn: &mut DB::Connection, rows: &
     let ids: Vec<&str> = rows.saga_ids.iter().map(String::as_str).collect();
     let actual = last_seqs::<DB>(conn, &ids).await?;
     let matches = |i: &usize| actual.get(ids[*i]).map_or(0, |&seq| seq) == rows.expected_seqs[*i] as u64;
-    let sagas: Vec<usize> = (0..ids.len()).filter(matches).collect();
+    let mut taken = taken_keys::<DB>(conn, rows).await?;
+    // A new saga whose (type, key) is taken, before or earlier in this wave, is not written: a conflict.
+    let free = |i: &usize| match &rows.keys[*i] {
+        Some(key) => taken.insert((rows.saga_types[*i].clone(), key.clone())),
+        None => true,
+    };
+    let sagas: Vec<usize> = (0..ids.len()).filter(matches).filter(free).collect();
     let written: HashSet<&str> = sagas.iter().map(|&i| ids[i]).collect();
     let events: Vec<usize> = (0..rows.event_saga_ids.len()).filter(|&e| written.contains(rows.event_saga_ids[e].as_str())).collect();
     for chunk in events.chunks(ROWS_PER_INSERT) {

@@ -90,6 +90,9 @@ pub(crate) fn list_statement<'a>(filter: &'a ListFilter, cursor: Option<&'a str>
     if let Some(saga_type) = &filter.saga_type {
         statement.push(" AND saga_type = ").bind(Param::Text(saga_type));
     }
+    if let Some(key) = &filter.key {
+        statement.push(" AND key = ").bind(Param::Text(key));
+    }
     if let Some(ms) = filter.updated_before_ms {
         statement.push(" AND updated_at_ms <= ").bind(Param::Int(ms));
     }
@@ -140,6 +143,17 @@ pub(super) fn seqs_statement<'a>(saga_ids: &[&'a str]) -> Statement<'a> {
     statement
 }
 
+/// `(saga_type, key)` of the sagas holding one of the keys of the new
+/// sagas at `indices` of `rows` (each of which has a key).
+pub(super) fn keys_statement<'a>(rows: &'a SetRows, indices: &[usize]) -> Statement<'a> {
+    let mut statement = Statement::new("SELECT saga_type, key FROM sagas WHERE FALSE");
+    for &i in indices {
+        statement.push(" OR (saga_type = ").bind(Param::Text(&rows.saga_types[i]));
+        statement.push(" AND key = ").bind(Param::OptText(rows.keys[i].as_deref())).push(")");
+    }
+    statement
+}
+
 /// The whole logs of `saga_ids`, by saga, then seq.
 pub(super) fn logs_statement<'a>(saga_ids: &[&'a str]) -> Statement<'a> {
     let mut statement = Statement::new(LOAD_LOGS);
@@ -172,7 +186,7 @@ pub(super) fn insert_events_statement<'a>(rows: &'a SetRows, indices: &[usize]) 
 /// append ends any claim on the saga's deadline.
 pub(super) fn upsert_sagas_statement<'a>(rows: &'a SetRows, indices: &[usize]) -> Statement<'a> {
     let mut statement = Statement::new(
-        "INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, claimed_until_ms) VALUES ",
+        "INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, key, claimed_until_ms) VALUES ",
     );
     for (n, &i) in indices.iter().enumerate() {
         statement.push(if n == 0 { "(" } else { ", (" });
@@ -187,6 +201,7 @@ pub(super) fn upsert_sagas_statement<'a>(rows: &'a SetRows, indices: &[usize]) -
                 Param::Int(rows.updated_at_ms[i]),
                 Param::Int(rows.last_seqs[i]),
                 Param::OptInt(rows.deadlines_ms[i]),
+                Param::OptText(rows.keys[i].as_deref()),
             ]
             .into_iter(),
         );
@@ -225,5 +240,6 @@ pub(super) fn summary_from<DB: Driver>(row: &Row<DB>) -> Result<SagaSummary, Sto
         updated_at_ms: row.get("updated_at_ms")?,
         last_seq: from_i64(row.get("last_seq")?, "last_seq")?,
         deadline_ms: row.get("deadline_ms")?,
+        key: row.get("key")?,
     })
 }

@@ -129,6 +129,8 @@ impl JetStreamTransport {
                 saga_type: start.saga_type,
                 saga_id: start.saga_id,
                 input: start.input,
+                key: start.key,
+                version: start.version,
             }),
             _ => wire::parse_reply(token, payload).map(|(saga_id, reply)| Inbound::Reply { saga_id, reply }),
         }
@@ -139,10 +141,12 @@ impl JetStreamTransport {
 /// A start that names no saga id gets the one derived from the message's
 /// place in its stream ([`SagaId::derived`]): a start committed but not yet
 /// acknowledged when a process died comes back with the same id, and is
-/// an idempotent start instead of a second saga.
+/// an idempotent start instead of a second saga. A start with a business
+/// key keeps no id: its key finds the saga a redelivery started, and the
+/// engine must tell a start that named no id from one that named another.
 fn with_derived_id(inbound: Inbound, message: &Message) -> Inbound {
     match inbound {
-        Inbound::Start { saga_type, saga_id: None, input } => {
+        Inbound::Start { saga_type, saga_id: None, input, key: None, version } => {
             let saga_id = match message.info() {
                 Ok(info) => {
                     let stored_at_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
@@ -153,7 +157,7 @@ fn with_derived_id(inbound: Inbound, message: &Message) -> Inbound {
                     None
                 }
             };
-            Inbound::Start { saga_type, saga_id, input }
+            Inbound::Start { saga_type, saga_id, input, key: None, version }
         }
         other => other,
     }

@@ -1,11 +1,13 @@
 -- One wave of a group commit in one statement, every saga of it at once
--- (arrays bound as `$1`..`$15`, one element a saga or an event):
+-- (arrays bound as `$1`..`$15` and `$17`, the keys, one element a saga or an event):
 -- `locked` takes the existing sagas' rows in id order (`FOR UPDATE`), so
 -- two writers lock in the same order and never deadlock (`moved` reads
 -- it once, as a one-time filter, so every lock is taken before the first
 -- update, and no per-row lookup in it can make the statement quadratic); `created` inserts
 -- the new sagas' rows, and a row another writer created first (it waits
--- for that writer's commit) is left alone; `moved` updates a row only if
+-- for that writer's commit) is left alone, as is a new saga whose
+-- (saga_type, key) another saga holds (SPEC §7: the unique index decides;
+-- the engine reads it as a conflict and finds the key's saga); `moved` updates a row only if
 -- its last seq is still the expected one (a row another writer changed is
 -- read again after its commit, and the check fails); the events of
 -- exactly the sagas written go in, in batch order, so their positions
@@ -14,17 +16,17 @@
 -- sagas rows are found through the primary key (`= ANY($1)`), never by a
 -- scan of the table, so a group commit costs the same at a million sagas.
 WITH batch AS (
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])
-        AS b(saga_id, expected_seq, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms)
+    SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $17::text[])
+        AS b(saga_id, expected_seq, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, key)
 ),
 locked AS (
     SELECT s.saga_id FROM sagas s WHERE s.saga_id = ANY($1::text[]) ORDER BY s.saga_id FOR UPDATE
 ),
 created AS (
-    INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, claimed_until_ms)
-    SELECT saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, NULL
+    INSERT INTO sagas (saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, claimed_until_ms, key)
+    SELECT saga_id, saga_type, version, status, current_step, started_at_ms, updated_at_ms, last_seq, deadline_ms, NULL, key
     FROM batch WHERE expected_seq = 0
-    ON CONFLICT (saga_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING saga_id
 ),
 moved AS (
