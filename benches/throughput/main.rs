@@ -46,39 +46,16 @@ mod baselines;
 mod support;
 
 const TRIP: &str = include_str!("../../sagas/trip_booking.toml");
-/// Two steps one after the other, and the same two steps as one parallel
-/// group (SPEC §7): `--only group` compares their latencies.
-const PAIR_SEQUENCE: &str = r#"
-name = "pair_sequence"
-version = 1
-[[steps]]
-name = "reserve_flight"
-participant = "flights"
-action = "reserve"
-compensation = "cancel"
-[[steps]]
-name = "reserve_hotel"
-participant = "hotels"
-action = "reserve"
-compensation = "cancel"
-"#;
-/// See [`PAIR_SEQUENCE`].
-const PAIR_GROUP: &str = r#"
-name = "pair_group"
-version = 1
-[[steps]]
-name = "reserve_flight"
-participant = "flights"
-action = "reserve"
-compensation = "cancel"
-group = "travel"
-[[steps]]
-name = "reserve_hotel"
-participant = "hotels"
-action = "reserve"
-compensation = "cancel"
-group = "travel"
-"#;
+/// Two steps named `name`, one after the other, or with `group` set the
+/// same two steps as one parallel group (SPEC §7): `--only group` compares
+/// their latencies.
+fn pair(name: &str, group: Option<&str>) -> String {
+    let group = group.map(|g| format!("group = \"{g}\"\n")).unwrap_or_default();
+    let step = |step: &str, participant: &str| {
+        format!("[[steps]]\nname = \"{step}\"\nparticipant = \"{participant}\"\naction = \"reserve\"\ncompensation = \"cancel\"\n{group}")
+    };
+    format!("name = \"{name}\"\nversion = 1\n{}{}", step("reserve_flight", "flights"), step("reserve_hotel", "hotels"))
+}
 /// The simulated participants' latency in the group comparison (each
 /// answer takes half to one and a half of it).
 const PAIR_PARTICIPANT_LATENCY: Duration = Duration::from_millis(20);
@@ -436,8 +413,11 @@ fn now_ms() -> i64 {
 async fn group_against_sequence(args: &Args) {
     let tag = format!("bench_pair_{}", std::process::id());
     let servers = support::Servers::connect(&tag).await;
-    let sources = [("pair_sequence.toml", PAIR_SEQUENCE), ("pair_group.toml", PAIR_GROUP)];
-    let catalog = Catalog::from_sources(sources.map(|(file, text)| (file.to_string(), text.to_string()))).expect("the pair definitions");
+    let sources = [
+        ("pair_sequence.toml".to_string(), pair("pair_sequence", None)),
+        ("pair_group.toml".to_string(), pair("pair_group", Some("travel"))),
+    ];
+    let catalog = Catalog::from_sources(sources).expect("the pair definitions");
     let orchestrator = Orchestrator::build(&catalog, servers.store.clone(), None, OrchestratorConfig::jetstream(servers.nats.clone()))
         .await
         .expect("the orchestrator starts");

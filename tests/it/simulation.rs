@@ -217,15 +217,22 @@ fn proptest_shrinks_a_mutation_failure_to_a_minimal_schedule() {
     assert!(sim::run(&def, config, &mut sim::Replay::sparse(&minimal), saga::decide).passed());
 }
 
-#[test]
-fn trip_booking_holds_every_invariant_under_faults_and_crashes() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sagas/trip_booking.toml");
-    let catalog = jetsaga::loader::load(&path).expect("trip_booking loads");
+/// Explores the definitions of the file at `path` (from the crate root)
+/// with the real `decide`; panics with the shrunk schedule on a failure.
+fn explore_file(path: &str, cases: u64, seed: u64) -> sim::Exploration {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let catalog = jetsaga::loader::load(&path).unwrap_or_else(|e| panic!("{} loads: {e}", path.display()));
     let defs: Vec<SagaDefinition> = catalog.iter().cloned().collect();
-    let result = sim::explore(&defs, ExploreOptions { cases: 3_000, seed: 11, rates: Rates::default() }, saga::decide);
+    let result = sim::explore(&defs, ExploreOptions { cases, seed, rates: Rates::default() }, saga::decide);
     if let Some(failure) = &result.failure {
         panic!("{}", sim::render_failure(failure));
     }
+    result
+}
+
+#[test]
+fn trip_booking_holds_every_invariant_under_faults_and_crashes() {
+    let result = explore_file("sagas/trip_booking.toml", 3_000, 11);
     eprintln!("trip_booking: {} cases, {} sagas: {:?}", result.cases, result.sagas, result.statuses);
     assert!(result.sagas >= 5_000);
     // Every ending shows up, so every path was walked.
@@ -236,13 +243,7 @@ fn trip_booking_holds_every_invariant_under_faults_and_crashes() {
 
 #[test]
 fn the_spec7_example_holds_every_invariant_under_faults_and_crashes() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/definitions/good/spec7_example.toml");
-    let catalog = jetsaga::loader::load(&path).expect("the §7 example loads");
-    let defs: Vec<SagaDefinition> = catalog.iter().cloned().collect();
-    let result = sim::explore(&defs, ExploreOptions { cases: 2_000, seed: 17, rates: Rates::default() }, saga::decide);
-    if let Some(failure) = &result.failure {
-        panic!("{}", sim::render_failure(failure));
-    }
+    let result = explore_file("tests/fixtures/definitions/good/spec7_example.toml", 2_000, 17);
     eprintln!("spec7 example: {} cases, {} sagas: {:?}", result.cases, result.sagas, result.statuses);
     assert!(result.statuses.get(&saga::Status::Compensated).is_some_and(|n| *n > 0), "{:?}", result.statuses);
 }

@@ -154,7 +154,9 @@ async fn taken_keys<DB: Dialect>(conn: &mut DB::Connection, rows: &SetRows) -> R
     let keyed: Vec<usize> = (0..rows.keys.len()).filter(|&i| rows.keys[i].is_some()).collect();
     for chunk in keyed.chunks(IDS_PER_STATEMENT_MAX) {
         let statement = keys_statement(rows, chunk);
-        let found = DB::fetch(conn, statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params).await.map_err(failed::<DB>("reading sagas' keys"))?;
+        let found = DB::fetch(conn, statement.text(DB::ANONYMOUS_PARAMETERS), &statement.params)
+            .await
+            .map_err(failed::<DB>("reading sagas' keys"))?;
         for row in &found {
             taken.insert((row.get::<String>("saga_type")?, row.get::<String>("key")?));
         }
