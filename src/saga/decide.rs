@@ -380,7 +380,12 @@ impl Draft<'_> {
     }
 
     /// Why (step, kind) makes the saga stuck now that its attempts ran out.
+    /// Once the saga deadline has passed (after the pivot), the reason is
+    /// `deadline` (SPEC §7): the budget is what the operator must decide on.
     fn stuck_reason(&self, step: usize, kind: Kind) -> String {
+        if kind == Kind::Action && self.state.deadline == SagaDeadline::Passed {
+            return DEADLINE.into();
+        }
         let track = self.state.steps[step].track(kind);
         let used = track.used(track.last_attempt);
         let name = self.name(step);

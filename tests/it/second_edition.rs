@@ -122,3 +122,150 @@ async fn keyed_and_versioned_starts_over_nats() {
     assert!(app.store.summary(other).await.expect("summary").is_none(), "the conflicting start made nothing");
     app.stop().await;
 }
+
+/// A car rented only when the input asks for one, then the pivot.
+const TRIP_WITH_CAR: &str = r#"
+name = "trip_car"
+version = 1
+
+[[steps]]
+name = "flight"
+participant = "flights"
+action = "reserve"
+compensation = "cancel"
+
+[[steps]]
+name = "car"
+participant = "cars"
+action = "rent"
+compensation = "return"
+when = "/input/car"
+
+[[steps]]
+name = "pay"
+participant = "payments"
+action = "charge"
+"#;
+
+/// SPEC §7 conditional steps over NATS + PostgreSQL: without the value
+/// the pointer names, the step is recorded as skipped and never sent;
+/// with it, the step runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_step_is_skipped_unless_its_pointer_names_a_value() {
+    let app = app(&[]).definitions(vec![TRIP_WITH_CAR.to_owned()]).postgres().jetstream().spawn().await;
+    let (without, with) = (saga_id(721), saga_id(722));
+    for (saga, input) in [(without, json!({"car": false})), (with, json!({"car": {"class": "compact"}}))] {
+        let body = StartBody { saga_id: Some(saga.to_string()), input, key: None, version: None };
+        app.jetstream().publish_start("trip_car", &body).await.expect("start published");
+        assert_eq!(app.settled(saga).await, Status::Completed);
+    }
+    let cars: Vec<String> = app.ledger.commands().into_iter().filter(|c| c.step == "car").map(|c| c.saga_id).collect();
+    assert_eq!(cars, [with.to_string()], "the car was rented for the saga that asked for one only");
+    let skipped = |events: &[SagaEvent]| events.iter().any(|e| matches!(e, SagaEvent::StepSkipped { step } if step.as_str() == "car"));
+    assert!(skipped(&app.events(without).await), "recorded as skipped");
+    assert!(!skipped(&app.events(with).await));
+    app.stop().await;
+}
+
+/// The whole saga's budget, before the pivot: the hotel never answers
+/// inside its own (long) timeout, so the saga deadline passes, the hotel
+/// becomes an unknown effect and everything before is undone.
+const BUDGETED: &str = r#"
+name = "budgeted"
+version = 1
+deadline = "600ms"
+
+[defaults]
+timeout = "30s"
+retry = { max_attempts = 1 }
+
+[[steps]]
+name = "flight"
+participant = "flights"
+action = "reserve"
+compensation = "cancel"
+
+[[steps]]
+name = "hotel"
+participant = "hotels"
+action = "reserve"
+compensation = "cancel"
+
+[[steps]]
+name = "pay"
+participant = "payments"
+action = "charge"
+"#;
+
+/// SPEC §7 saga deadline over NATS + PostgreSQL, passed before the pivot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_deadline_passed_before_the_pivot_compensates() {
+    // The hotel keeps silent on its action and undoes on request.
+    let hotels = answer(|c| (c.kind == Kind::Compensation).then_some(true));
+    let app = app(&[]).definitions(vec![BUDGETED.to_owned()]).postgres().jetstream().participant("hotels", hotels).spawn().await;
+    let saga = saga_id(731);
+    let body = StartBody { saga_id: Some(saga.to_string()), input: json!({}), key: None, version: None };
+    app.jetstream().publish_start("budgeted", &body).await.expect("start published");
+    let started = std::time::Instant::now();
+    assert_eq!(app.settled(saga).await, Status::Compensated);
+    assert!(started.elapsed() < Duration::from_secs(20), "the saga's budget, not the step's 30 s timeout, ended it");
+    let events = app.events(saga).await;
+    assert!(events.iter().any(|e| matches!(e, SagaEvent::SagaDeadlinePassed {})), "{events:?}");
+    let received = app.ledger.received();
+    assert!(received.contains(&("flight".to_owned(), Kind::Compensation, 1)), "the flight is undone: {received:?}");
+    assert!(!received.iter().any(|(s, _, _)| s == "pay"), "the pivot is never sent: {received:?}");
+    app.stop().await;
+}
+
+/// The saga's budget passing after the pivot: the confirmation keeps
+/// silent; its attempts still conclude (they time out), and then the saga
+/// is stuck for an operator with the reason `deadline`; nothing is
+/// compensated.
+const BUDGETED_AFTER_PIVOT: &str = r#"
+name = "budgeted_late"
+version = 1
+deadline = "300ms"
+
+[defaults]
+timeout = "500ms"
+retry = { max_attempts = 2, backoff = "10ms", max_backoff = "20ms" }
+
+[[steps]]
+name = "flight"
+participant = "flights"
+action = "reserve"
+compensation = "cancel"
+
+[[steps]]
+name = "pay"
+participant = "payments"
+action = "charge"
+
+[[steps]]
+name = "notify"
+participant = "notifications"
+action = "send"
+"#;
+
+/// SPEC §7 saga deadline over NATS + PostgreSQL, passed after the pivot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_deadline_passed_after_the_pivot_leaves_the_saga_stuck() {
+    let silent = answer(|_| None);
+    let app = app(&[])
+        .definitions(vec![BUDGETED_AFTER_PIVOT.to_owned()])
+        .postgres()
+        .jetstream()
+        .participant("notifications", silent)
+        .spawn()
+        .await;
+    let saga = saga_id(741);
+    let body = StartBody { saga_id: Some(saga.to_string()), input: json!({}), key: None, version: None };
+    app.jetstream().publish_start("budgeted_late", &body).await.expect("start published");
+    assert_eq!(app.settled(saga).await, Status::Stuck);
+    let events = app.events(saga).await;
+    assert!(events.iter().any(|e| matches!(e, SagaEvent::SagaDeadlinePassed {})), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, SagaEvent::SagaStuck { reason, .. } if reason == "deadline")), "{events:?}");
+    let received = app.ledger.received();
+    assert!(!received.iter().any(|(_, kind, _)| *kind == Kind::Compensation), "nothing undone after the pivot: {received:?}");
+    app.stop().await;
+}
