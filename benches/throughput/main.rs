@@ -353,14 +353,7 @@ async fn production(args: &Args) {
         println!("  target: step p99 ≤ 10 ms");
     }
 
-    orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
-    for participant in simulated {
-        participant.await.expect("a participant task").expect("a participant served");
-    }
-    if let Ok(transport) = jetsaga::transport::jetstream::JetStreamTransport::attach(servers.nats.clone()).await {
-        let _ = transport.delete_streams().await;
-    }
-    servers.drop_schema().await;
+    stop(orchestrator, simulated, Some(servers)).await;
 }
 
 async fn embedded(args: &Args) {
@@ -446,12 +439,24 @@ async fn group_against_sequence(args: &Args) {
         PAIR_PARTICIPANT_LATENCY,
         ms(p50s[1]) / ms(p50s[0])
     );
+    stop(orchestrator, simulated, Some(servers)).await;
+}
+
+/// Stops the orchestrator and its simulated participants; on the
+/// production stack also deletes the run's streams and drops its schema.
+async fn stop<S>(
+    orchestrator: Orchestrator<S>,
+    simulated: Vec<tokio::task::JoinHandle<Result<(), jetsaga::participant::ParticipantError>>>,
+    servers: Option<support::Servers>,
+) {
     orchestrator.shutdown().await.expect("the orchestrator stops cleanly");
     for participant in simulated {
         participant.await.expect("a participant task").expect("a participant served");
     }
-    if let Ok(transport) = jetsaga::transport::jetstream::JetStreamTransport::attach(servers.nats.clone()).await {
-        let _ = transport.delete_streams().await;
+    if let Some(servers) = servers {
+        if let Ok(transport) = jetsaga::transport::jetstream::JetStreamTransport::attach(servers.nats.clone()).await {
+            let _ = transport.delete_streams().await;
+        }
+        servers.drop_schema().await;
     }
-    servers.drop_schema().await;
 }
